@@ -1,0 +1,58 @@
+"""The `polku` command: starts each service and runs the operator's tasks."""
+
+from __future__ import annotations
+
+import typer
+
+from shared.settings import DatabaseSettings, ServiceSettings
+
+app = typer.Typer(help="Polku: live customer-journey stages and webhooks.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@app.command()
+def ingest() -> None:
+    """Run the ingest HTTP API (Segment-compatible)."""
+    from services.ingest.app import create_app
+    from shared.serve import serve
+
+    settings = ServiceSettings()
+    serve(create_app(), settings.host, settings.ingest_port, settings.log_level)
+
+
+@app.command()
+def stager() -> None:
+    """Run the stager: touchpoints in, stages and transitions out."""
+    from services.stager.app import create_app
+    from shared.serve import serve
+
+    settings = ServiceSettings()
+    serve(create_app(), settings.host, settings.stager_port, settings.log_level)
+
+
+@app.command()
+def actions() -> None:
+    """Run the actions worker: transitions in, signed webhooks out."""
+    from services.actions.app import create_app
+    from shared.serve import serve
+
+    settings = ServiceSettings()
+    serve(create_app(), settings.host, settings.actions_port, settings.log_level)
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = typer.Argument("head")) -> None:
+    """Apply the schema migrations to the configured database."""
+    from shared.db.migrate import upgrade
+
+    upgrade(DatabaseSettings().url, revision)
+    typer.echo(f"database at revision {revision}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

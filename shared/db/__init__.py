@@ -1,0 +1,1 @@
+"""Database plumbing: the async engine, the table definitions and the Alembic migrations."""

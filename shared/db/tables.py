@@ -1,0 +1,93 @@
+"""Table definitions (SQLAlchemy Core). Migrations in `migrations/` create exactly these."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+metadata = sa.MetaData()
+
+# JSONB on PostgreSQL, JSON text elsewhere (the embedded SQLite mode).
+Json = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+Timestamp = sa.DateTime(timezone=True)
+
+sources = sa.Table(
+    "sources",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    # Only a SHA-256 of the write key is stored; the key itself is shown once at creation.
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("key_prefix", sa.String(12), nullable=False),
+    sa.Column("rate_limit_per_s", sa.Float, nullable=True),
+    sa.Column("created_at", Timestamp, nullable=False, server_default=sa.func.now()),
+    sa.Column("revoked_at", Timestamp, nullable=True),
+)
+
+consumer_offsets = sa.Table(
+    "consumer_offsets",
+    metadata,
+    sa.Column("group_id", sa.String(200), primary_key=True),
+    sa.Column("topic", sa.String(249), primary_key=True),
+    sa.Column("partition", sa.Integer, primary_key=True),
+    sa.Column("next_offset", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False, server_default=sa.func.now()),
+)
+
+processed_messages = sa.Table(
+    "processed_messages",
+    metadata,
+    sa.Column("contact", sa.String(200), primary_key=True),
+    sa.Column("message_id", sa.String(200), primary_key=True),
+    sa.Column("processed_at", Timestamp, nullable=False, server_default=sa.func.now()),
+    sa.Index("ix_processed_messages_processed_at", "processed_at"),
+)
+
+contact_states = sa.Table(
+    "contact_states",
+    metadata,
+    sa.Column("journey_id", sa.String(100), primary_key=True),
+    sa.Column("contact", sa.String(200), primary_key=True),
+    sa.Column("journey_version", sa.Integer, nullable=False),
+    sa.Column("stage", sa.String(100), nullable=True),
+    sa.Column("stage_entered_at", Timestamp, nullable=True),
+    sa.Column("state", Json, nullable=False),
+    # Earliest moment a timer rule could fire with no new event; indexed for the timer sweep.
+    sa.Column("timer_due_at", Timestamp, nullable=True),
+    sa.Column("partition", sa.Integer, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False, server_default=sa.func.now()),
+    sa.Index("ix_contact_states_timer", "partition", "timer_due_at"),
+    sa.Index("ix_contact_states_contact", "contact"),
+)
+
+transitions = sa.Table(
+    "transitions",
+    metadata,
+    sa.Column("transition_id", sa.String(36), primary_key=True),
+    sa.Column("journey_id", sa.String(100), nullable=False),
+    sa.Column("journey_version", sa.Integer, nullable=False),
+    sa.Column("contact", sa.String(200), nullable=False),
+    sa.Column("from_stage", sa.String(100), nullable=True),
+    sa.Column("to_stage", sa.String(100), nullable=False),
+    sa.Column("at", Timestamp, nullable=False),
+    sa.Column("cause", sa.String(250), nullable=False),
+    sa.Column("rule_id", sa.String(100), nullable=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("recorded_at", Timestamp, nullable=False, server_default=sa.func.now()),
+    sa.Index("ix_transitions_contact", "contact", "journey_id", "seq"),
+    sa.Index("ix_transitions_journey_at", "journey_id", "at"),
+)
+
+# Transitions waiting to be published to Kafka, written in the same transaction as the state.
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("partition", sa.Integer, nullable=False),
+    sa.Column("key", sa.String(200), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False, server_default=sa.func.now()),
+    sa.Index("ix_outbox_partition", "partition", "id"),
+)

@@ -1,0 +1,65 @@
+"""Configuration for every Polku process: one pydantic-settings class per concern, `POLKU_` env."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class KafkaSettings(BaseSettings):
+    """Where the broker is and which topics carry Polku's streams."""
+
+    model_config = SettingsConfigDict(env_prefix="POLKU_KAFKA_")
+
+    host: str = "127.0.0.1"
+    port: int = 9092
+    bootstrap: str | None = None
+    touchpoints_topic: str = "polku.touchpoints"
+    transitions_topic: str = "polku.transitions"
+    dead_letter_topic: str = "polku.dead-letters"
+    partitions: int = 6
+    request_timeout_s: float = 10.0
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.bootstrap or f"{self.host}:{self.port}"
+
+
+class DatabaseSettings(BaseSettings):
+    """PostgreSQL by default; any SQLAlchemy async URL in `POLKU_DB_URL` overrides it."""
+
+    model_config = SettingsConfigDict(env_prefix="POLKU_PG_")
+
+    host: str = "127.0.0.1"
+    port: int = 5432
+    user: str = "polku"
+    password: str = "polku"
+    db: str = "polku"
+    url_override: str | None = None
+    pool_size: int = 10
+
+    @cached_property
+    def url(self) -> str:
+        import os
+
+        explicit = self.url_override or os.environ.get("POLKU_DB_URL")
+        if explicit:
+            return explicit
+        return (
+            f"postgresql+asyncpg://{self.user}:{self.password}@{self.host}:{self.port}/{self.db}"
+        )
+
+
+class ServiceSettings(BaseSettings):
+    """Where each service's HTTP listener binds (API for ingest, ops endpoints for the rest)."""
+
+    model_config = SettingsConfigDict(env_prefix="POLKU_")
+
+    host: str = "127.0.0.1"
+    ingest_port: int = 8000
+    stager_port: int = 8001
+    actions_port: int = 8002
+    journeys_dir: Path = Path("journeys")
+    log_level: str = "info"

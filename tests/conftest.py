@@ -1,0 +1,96 @@
+"""Fixtures for the real Kafka broker and PostgreSQL server that `make infra` starts.
+
+Every test run gets its own database and topic names, so runs never see each other's data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.db.engine import make_engine
+from shared.db.migrate import upgrade
+from shared.kafka import broker_reachable
+from shared.settings import DatabaseSettings, KafkaSettings
+
+
+@pytest.fixture(scope="session")
+def run_id() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture(scope="session")
+def kafka_settings(run_id: str) -> KafkaSettings:
+    base = KafkaSettings()
+    if not asyncio.run(broker_reachable(base, timeout_s=10)):
+        pytest.fail(f"no Kafka broker at {base.bootstrap_servers}: run `make infra` first")
+    return base.model_copy(
+        update={
+            "touchpoints_topic": f"test-{run_id}.touchpoints",
+            "transitions_topic": f"test-{run_id}.transitions",
+            "dead_letter_topic": f"test-{run_id}.dead-letters",
+            "partitions": 3,
+        }
+    )
+
+
+@pytest.fixture
+def topic_names(kafka_settings: KafkaSettings) -> KafkaSettings:
+    """Kafka settings with topic names unique to one test."""
+    tag = uuid.uuid4().hex[:8]
+    return kafka_settings.model_copy(
+        update={
+            "touchpoints_topic": f"test-{tag}.touchpoints",
+            "transitions_topic": f"test-{tag}.transitions",
+            "dead_letter_topic": f"test-{tag}.dead-letters",
+        }
+    )
+
+
+async def _admin(settings: DatabaseSettings, database: str = "postgres") -> asyncpg.Connection:
+    return await asyncpg.connect(
+        host=settings.host, port=settings.port, user=settings.user,
+        password=settings.password, database=database, timeout=10,
+    )
+
+
+@pytest.fixture(scope="session")
+def database_settings(run_id: str) -> Iterator[DatabaseSettings]:
+    """A fresh database for this run, migrated to head, dropped afterwards."""
+    base = DatabaseSettings()
+    name = f"polku_test_{run_id}"
+
+    async def create() -> None:
+        conn = await _admin(base, base.db)
+        try:
+            await conn.execute(f'create database "{name}"')
+        finally:
+            await conn.close()
+
+    async def drop() -> None:
+        conn = await _admin(base, base.db)
+        try:
+            await conn.execute(f'drop database if exists "{name}" with (force)')
+        finally:
+            await conn.close()
+
+    try:
+        asyncio.run(create())
+    except OSError as exc:
+        pytest.fail(f"no PostgreSQL at {base.host}:{base.port} ({exc}): run `make infra` first")
+    settings = base.model_copy(update={"db": name})
+    upgrade(settings.url)
+    yield settings
+    asyncio.run(drop())
+
+
+@pytest.fixture(scope="session")
+async def engine(database_settings: DatabaseSettings) -> AsyncIterator[AsyncEngine]:
+    engine = make_engine(database_settings)
+    yield engine
+    await engine.dispose()
