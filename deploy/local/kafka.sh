@@ -106,6 +106,10 @@ stop() {
   log "kafka stopped"
 }
 
+# One start/stop at a time, whoever calls (tests that restart the broker run in parallel too).
+exec 9>"$POLKU_HOME/run/kafka.lock"
+flock 9
+
 case "${1:-}" in
   install) install ;;
   start) start ;;
