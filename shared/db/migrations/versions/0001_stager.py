@@ -69,8 +69,10 @@ def upgrade() -> None:
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
                   autoincrement=True),
         sa.Column("partition", sa.Integer, nullable=False),
-        sa.Column("key", sa.String(200), nullable=False),
-        sa.Column("payload", sa.Text, nullable=False),
+        sa.Column("topic", sa.String(249), nullable=False),
+        sa.Column("key", sa.LargeBinary, nullable=True),
+        sa.Column("payload", sa.LargeBinary, nullable=True),
+        sa.Column("headers", Json, nullable=True),
         sa.Column("created_at", Timestamp, nullable=False, server_default=sa.func.now()),
     )
     op.create_index("ix_outbox_partition", "outbox", ["partition", "id"])

@@ -1,0 +1,87 @@
+"""Polku's journey engine: journey definitions, rules and the pure per-contact state machine.
+
+Services use only what is exported here; see docs/journeys.md for the behaviour it guarantees.
+"""
+
+from shared.journey.action import (
+    Action,
+    RuleFired,
+    StageEntered,
+    TransitionBetween,
+    WebhookTarget,
+    actions_for,
+    delivery_id,
+    webhook_payload,
+    webhooks_for,
+)
+from shared.journey.channel import derive_channel
+from shared.journey.condition import Condition
+from shared.journey.describe import describe
+from shared.journey.durations import parse_duration
+from shared.journey.engine import advance
+from shared.journey.errors import InvalidTouchpoint, JourneyError, StateMismatch
+from shared.journey.journey import Journey
+from shared.journey.loader import (
+    check_yaml,
+    journey_from_yaml,
+    load_journey,
+    load_journeys,
+    load_template,
+    validate_path,
+)
+from shared.journey.problem import Problem
+from shared.journey.rule import Rule
+from shared.journey.schema import json_schema
+from shared.journey.simulate import replay, run_timers, simulate
+from shared.journey.stage import Labels, Stage
+from shared.journey.state import ContactState, ScoreTotal, Touch
+from shared.journey.step import Step
+from shared.journey.templates import template_ids
+from shared.journey.timer import TimerTick
+from shared.journey.timers import next_deadline
+from shared.journey.touchpoint import Touchpoint
+from shared.journey.transition import Transition
+
+__all__ = [
+    "Action",
+    "Condition",
+    "ContactState",
+    "InvalidTouchpoint",
+    "Journey",
+    "JourneyError",
+    "Labels",
+    "Problem",
+    "Rule",
+    "RuleFired",
+    "ScoreTotal",
+    "Stage",
+    "StageEntered",
+    "StateMismatch",
+    "Step",
+    "TimerTick",
+    "Touch",
+    "Touchpoint",
+    "Transition",
+    "TransitionBetween",
+    "WebhookTarget",
+    "actions_for",
+    "advance",
+    "check_yaml",
+    "delivery_id",
+    "derive_channel",
+    "describe",
+    "journey_from_yaml",
+    "json_schema",
+    "load_journey",
+    "load_journeys",
+    "load_template",
+    "next_deadline",
+    "parse_duration",
+    "replay",
+    "run_timers",
+    "simulate",
+    "template_ids",
+    "validate_path",
+    "webhook_payload",
+    "webhooks_for",
+]

@@ -1,0 +1,106 @@
+"""Folding a touchpoint into what a contact's state remembers, before any rule is evaluated.
+
+Everything here is order-insensitive: first and last touch, traits (newest by event time),
+counts and scores end up the same whatever order the same touchpoints arrive in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from shared.journey.condition import Count, Score
+from shared.journey.evaluation import decay
+from shared.journey.journey import Journey
+from shared.journey.matching import touchpoint_matches
+from shared.journey.state import SEEN_LIMIT, ContactState, ScoreTotal, Touch
+from shared.journey.touchpoint import Touchpoint
+
+
+def observe(state: ContactState, touchpoint: Touchpoint, journey: Journey) -> ContactState:
+    at = touchpoint.timestamp
+    watermark = max(at, state.last_event_at) if state.last_event_at else at
+    touch = Touch(touchpoint.channel, at)
+    first = state.first_touch
+    last = state.last_touch
+    traits, trait_times = _merge_traits(state, touchpoint.contact_traits, at)
+    return replace(
+        state,
+        last_event_at=watermark,
+        first_touch=touch if first is None or at < first.at else first,
+        last_touch=touch if last is None or at >= last.at else last,
+        traits=traits,
+        trait_times=trait_times,
+        counts=_counts(state, touchpoint, journey, watermark),
+        scores=_scores(state, touchpoint, journey),
+        seen=(*state.seen, touchpoint.message_id)[-SEEN_LIMIT:],
+    )
+
+
+def _merge_traits(
+    state: ContactState, incoming: Mapping[str, Any], at: datetime
+) -> tuple[dict[str, Any], dict[str, datetime]]:
+    traits = dict(state.traits)
+    times = dict(state.trait_times)
+    for name, value in incoming.items():
+        # Newest by event time wins, so a late identify cannot overwrite a newer value.
+        if name not in times or at >= times[name]:
+            traits[name] = value
+            times[name] = at
+    return traits, times
+
+
+def _counts(
+    state: ContactState, touchpoint: Touchpoint, journey: Journey, watermark: datetime
+) -> dict[str, tuple[datetime, ...]]:
+    counts: dict[str, tuple[datetime, ...]] = {}
+    for count in journey.accumulators:
+        if not isinstance(count, Count):
+            continue
+        times = state.counts.get(count.key, ())
+        if touchpoint_matches(count.matching, touchpoint):
+            times = (*times, touchpoint.timestamp)
+        counts[count.key] = _bounded(times, count, watermark)
+    # Only non-empty histories are stored; rules removed in a new version lose theirs here.
+    return {key: times for key, times in counts.items() if times}
+
+
+def _bounded(
+    times: tuple[datetime, ...], count: Count, watermark: datetime
+) -> tuple[datetime, ...]:
+    # The newest `at_least` times inside the window are all a count can ever need.
+    if count.within is not None:
+        horizon = watermark - count.within
+        times = tuple(t for t in times if t > horizon)
+    return tuple(sorted(times)[-count.at_least :])
+
+
+def _scores(state: ContactState, touchpoint: Touchpoint, journey: Journey) -> dict[str, ScoreTotal]:
+    scores: dict[str, ScoreTotal] = {}
+    for score in journey.accumulators:
+        if not isinstance(score, Score):
+            continue
+        total = state.scores.get(score.key)
+        points = sum(w.points for w in score.weights if touchpoint_matches(w.matching, touchpoint))
+        if points:
+            total = _add(total, points, touchpoint.timestamp, score.half_life)
+        if total is not None:
+            scores[score.key] = total
+    return scores
+
+
+def _add(
+    total: ScoreTotal | None, points: float, at: datetime, half_life: timedelta | None
+) -> ScoreTotal:
+    if total is None:
+        return ScoreTotal(float(points), at)
+    if half_life is None:
+        return ScoreTotal(total.value + points, max(total.as_of, at))
+    # Keep the total valid at the newest event time; a late event is decayed to it instead.
+    as_of = max(total.as_of, at)
+    value = total.value * decay(as_of - total.as_of, half_life) + points * decay(
+        as_of - at, half_life
+    )
+    return ScoreTotal(value, as_of)

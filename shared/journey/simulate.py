@@ -1,0 +1,63 @@
+"""Replaying touchpoints through a journey without any infrastructure ("what-if" runs)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from shared.journey.engine import advance
+from shared.journey.journey import Journey
+from shared.journey.state import ContactState
+from shared.journey.step import Step
+from shared.journey.timer import TimerTick
+from shared.journey.timers import next_deadline
+from shared.journey.touchpoint import Touchpoint
+from shared.journey.transition import Transition
+
+
+def replay(
+    journey: Journey,
+    ticks: Iterable[Touchpoint | TimerTick],
+    state: ContactState | None = None,
+) -> Step:
+    """Advance one contact through `ticks` in order; the step holds every transition taken."""
+    transitions: list[Transition] = []
+    step = Step(state, (), next_deadline(state, journey))
+    for tick in ticks:
+        step = advance(step.state, tick, journey)
+        transitions.extend(step.transitions)
+    return Step(step.state, tuple(transitions), step.next_deadline)
+
+
+def run_timers(journey: Journey, state: ContactState | None, until: datetime) -> Step:
+    """Tick a contact's timers until nothing more is due at `until`."""
+    transitions: list[Transition] = []
+    step = advance(state, TimerTick(until), journey)
+    transitions.extend(step.transitions)
+    while step.transitions and step.next_deadline is not None and step.next_deadline <= until:
+        step = advance(step.state, TimerTick(until), journey)
+        transitions.extend(step.transitions)
+    return Step(step.state, tuple(transitions), step.next_deadline)
+
+
+def simulate(
+    journey: Journey, messages: Iterable[Mapping[str, Any]], until: datetime | None = None
+) -> dict[str, list[Transition]]:
+    """Each contact's transitions for wire messages in arrival order, as the stager would take them.
+
+    Messages are grouped by contact (the partition key) keeping their order; after a contact's
+    last message its timers are ticked up to `until`, if given. Raises InvalidTouchpoint on a
+    malformed message.
+    """
+    by_contact: dict[str, list[Touchpoint]] = {}
+    for message in messages:
+        touchpoint = Touchpoint.from_message(message)
+        by_contact.setdefault(touchpoint.contact, []).append(touchpoint)
+    paths: dict[str, list[Transition]] = {}
+    for contact, touchpoints in by_contact.items():
+        step = replay(journey, touchpoints)
+        paths[contact] = list(step.transitions)
+        if until is not None:
+            paths[contact].extend(run_timers(journey, step.state, until).transitions)
+    return paths

@@ -1,0 +1,117 @@
+"""What the engine remembers about one contact in one journey, and its JSON form for storage."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from shared.journey.touchpoint import parse_time
+
+STATE_FORMAT = 1
+# Redelivery comes from Kafka rebalances and SDK retries, i.e. within minutes and a few hundred
+# messages of the original, so a bounded ring of recent ids is enough to make it a no-op.
+SEEN_LIMIT = 256
+
+
+@dataclass(frozen=True)
+class Touch:
+    """A channel and when the contact was reached through it."""
+
+    channel: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class ScoreTotal:
+    """A score's running total, valid at `as_of` (decay is applied lazily from there)."""
+
+    value: float
+    as_of: datetime
+
+
+@dataclass(frozen=True)
+class ContactState:
+    journey_id: str
+    journey_version: int
+    contact: str
+    stage: str | None = None
+    stage_entered_at: datetime | None = None
+    last_event_at: datetime | None = None
+    first_touch: Touch | None = None
+    last_touch: Touch | None = None
+    traits: Mapping[str, Any] = field(default_factory=dict)
+    trait_times: Mapping[str, datetime] = field(default_factory=dict)
+    counts: Mapping[str, tuple[datetime, ...]] = field(default_factory=dict)
+    scores: Mapping[str, ScoreTotal] = field(default_factory=dict)
+    seen: tuple[str, ...] = ()
+    sequence: int = 0
+
+    @property
+    def entered(self) -> bool:
+        return self.stage is not None
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-safe dict (str, int, float, bool, None, list, dict) for PostgreSQL/SQLite."""
+        return {
+            "v": STATE_FORMAT,
+            "journey_id": self.journey_id,
+            "journey_version": self.journey_version,
+            "contact": self.contact,
+            "stage": self.stage,
+            "stage_entered_at": _time_or_none(self.stage_entered_at),
+            "last_event_at": _time_or_none(self.last_event_at),
+            "first_touch": _touch_json(self.first_touch),
+            "last_touch": _touch_json(self.last_touch),
+            "traits": dict(self.traits),
+            "trait_times": {k: v.isoformat() for k, v in self.trait_times.items()},
+            "counts": {k: [t.isoformat() for t in v] for k, v in self.counts.items()},
+            "scores": {
+                k: {"value": v.value, "as_of": v.as_of.isoformat()} for k, v in self.scores.items()
+            },
+            "seen": list(self.seen),
+            "sequence": self.sequence,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ContactState:
+        if data.get("v") != STATE_FORMAT:
+            raise ValueError(f"unknown contact state format {data.get('v')!r}")
+        return cls(
+            journey_id=str(data["journey_id"]),
+            journey_version=int(data["journey_version"]),
+            contact=str(data["contact"]),
+            stage=data.get("stage"),
+            stage_entered_at=_parse_or_none(data.get("stage_entered_at")),
+            last_event_at=_parse_or_none(data.get("last_event_at")),
+            first_touch=_touch_from(data.get("first_touch")),
+            last_touch=_touch_from(data.get("last_touch")),
+            traits=dict(data.get("traits") or {}),
+            trait_times={k: parse_time(v) for k, v in (data.get("trait_times") or {}).items()},
+            counts={
+                k: tuple(parse_time(t) for t in v) for k, v in (data.get("counts") or {}).items()
+            },
+            scores={
+                k: ScoreTotal(float(v["value"]), parse_time(v["as_of"]))
+                for k, v in (data.get("scores") or {}).items()
+            },
+            seen=tuple(data.get("seen") or ()),
+            sequence=int(data.get("sequence", 0)),
+        )
+
+
+def _time_or_none(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _parse_or_none(value: str | None) -> datetime | None:
+    return parse_time(value) if value is not None else None
+
+
+def _touch_json(touch: Touch | None) -> dict[str, str] | None:
+    return {"channel": touch.channel, "at": touch.at.isoformat()} if touch else None
+
+
+def _touch_from(data: Mapping[str, str] | None) -> Touch | None:
+    return Touch(data["channel"], parse_time(data["at"])) if data else None

@@ -1,0 +1,63 @@
+"""A contact's move between stages: the record the stager stores and publishes."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from shared.journey.touchpoint import parse_time
+
+# Fixed namespace: transition ids must be identical across replays, machines and releases.
+_NAMESPACE = uuid.UUID("5b0e6c1e-7d1f-4c55-9c8a-6f6f6c6b7570")
+
+
+@dataclass(frozen=True)
+class Transition:
+    transition_id: str
+    journey_id: str
+    journey_version: int
+    contact: str
+    from_stage: str | None
+    to_stage: str
+    at: datetime
+    cause: str
+    rule_id: str | None
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The wire/record form, keyed as in the architecture contract (`from`, `to`, ...)."""
+        return {
+            "transition_id": self.transition_id,
+            "journey": self.journey_id,
+            "journey_version": self.journey_version,
+            "contact": self.contact,
+            "from": self.from_stage,
+            "to": self.to_stage,
+            "at": self.at.isoformat(),
+            "cause": self.cause,
+            "rule": self.rule_id,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Transition:
+        return cls(
+            transition_id=str(data["transition_id"]),
+            journey_id=str(data["journey"]),
+            journey_version=int(data["journey_version"]),
+            contact=str(data["contact"]),
+            from_stage=data.get("from"),
+            to_stage=str(data["to"]),
+            at=parse_time(str(data["at"])),
+            cause=str(data["cause"]),
+            rule_id=data.get("rule"),
+            reason=str(data["reason"]),
+        )
+
+
+def transition_id(journey_id: str, contact: str, cause: str, sequence: int) -> str:
+    """Deterministic id: replaying the same touchpoints yields the same ids, so consumers dedupe."""
+    return str(uuid.uuid5(_NAMESPACE, f"{journey_id}\x1f{contact}\x1f{cause}\x1f{sequence}"))

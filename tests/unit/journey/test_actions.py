@@ -1,0 +1,148 @@
+"""Specification of actions: which webhooks a transition triggers and what they carry."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.journey import (
+    RuleFired,
+    StageEntered,
+    Transition,
+    TransitionBetween,
+    WebhookTarget,
+    actions_for,
+    check_yaml,
+    delivery_id,
+    replay,
+    webhook_payload,
+    webhooks_for,
+)
+
+from .messages import FUNNEL, at, identify, journey, page, track
+
+ACTIONS = """
+actions:
+  - on: {stage_entered: selection}
+    webhooks:
+      - url: http://127.0.0.1:8099/hooks/sales
+        secret_env: POLKU_DEMO_WEBHOOK_SECRET
+        headers: {X-Team: sales, X-Priority: 1}
+        fields: [contact, to, traits.email]
+  - on: {transition: {from: customer, to: at-risk}}
+    webhooks:
+      - {url: 'https://cs.example.com/hooks/quiet', secret_file: /run/secrets/cs}
+  - on: {rule: demo}
+    webhooks:
+      - {url: 'http://127.0.0.1:8099/hooks/sales', secret_env: OTHER}
+      - {url: 'http://127.0.0.1:8099/hooks/audit', secret_env: POLKU_DEMO_WEBHOOK_SECRET}
+"""
+
+
+def demo_transition() -> tuple[Transition, object]:
+    definition = journey(FUNNEL + ACTIONS)
+    step = replay(
+        definition,
+        [
+            identify({"email": "a@example.com", "plan": "pro"}, message_id="m-1"),
+            track("Demo Requested", at(1), message_id="m-2"),
+        ],
+    )
+    return step.transitions[-1], step.state
+
+
+def test_actions_are_parsed_into_triggers_and_webhook_targets() -> None:
+    definition = journey(FUNNEL + ACTIONS)
+    first, second, third = definition.actions
+    assert first.on == StageEntered("selection")
+    assert second.on == TransitionBetween("customer", "at-risk")
+    assert third.on == RuleFired("demo")
+    assert first.webhooks[0] == WebhookTarget(
+        url="http://127.0.0.1:8099/hooks/sales",
+        secret_env="POLKU_DEMO_WEBHOOK_SECRET",
+        headers={"X-Team": "sales", "X-Priority": "1"},
+        fields=("contact", "to", "traits.email"),
+    )
+    assert second.webhooks[0].secret_file == "/run/secrets/cs"
+    assert second.webhooks[0].fields is None
+
+
+def test_actions_for_returns_matching_actions_in_file_order() -> None:
+    definition = journey(FUNNEL + ACTIONS)
+    transition, _ = demo_transition()
+    assert [a.on for a in actions_for(definition, transition)] == [
+        StageEntered("selection"),
+        RuleFired("demo"),
+    ]
+    entered = replay(definition, [page()]).transitions[0]
+    assert actions_for(definition, entered) == []
+
+
+def test_each_url_gets_one_delivery_per_transition_with_a_stable_id() -> None:
+    definition = journey(FUNNEL + ACTIONS)
+    transition, _ = demo_transition()
+    targets = webhooks_for(definition, transition)
+    assert [t.url for t in targets] == [
+        "http://127.0.0.1:8099/hooks/sales",
+        "http://127.0.0.1:8099/hooks/audit",
+    ]
+    assert targets[0].secret_env == "POLKU_DEMO_WEBHOOK_SECRET"
+    again, _ = demo_transition()
+    assert delivery_id(transition, targets[0]) == delivery_id(again, targets[0])
+    assert delivery_id(transition, targets[0]) != delivery_id(transition, targets[1])
+    assert delivery_id(transition, targets[0]).startswith("msg_")
+
+
+def test_the_payload_is_the_transition_plus_contact_details_narrowed_to_fields() -> None:
+    transition, state = demo_transition()
+    target = WebhookTarget(
+        "http://x.example/h", secret_env="S", fields=("contact", "to", "traits.email")
+    )
+    assert webhook_payload(transition, target, state) == {  # type: ignore[arg-type]
+        "contact": "alice",
+        "to": "selection",
+        "traits": {"email": "a@example.com"},
+    }
+    full = webhook_payload(transition, WebhookTarget("http://x.example/h", secret_env="S"))
+    assert full == transition.to_json()
+    assert Transition.from_json(full) == transition
+
+
+HOOK = "url: 'http://a.example', secret_env: S"
+
+
+@pytest.mark.parametrize(
+    ("on", "webhooks", "fragment"),
+    [
+        ("{stage_entered: nowhere}", f"[{{{HOOK}}}]", "stage 'nowhere' in an action"),
+        ("{rule: nope}", f"[{{{HOOK}}}]", "rule 'nope' in an action"),
+        (
+            "{rule: demo, stage_entered: customer}",
+            f"[{{{HOOK}}}]",
+            "exactly one of: stage_entered, transition, rule",
+        ),
+        ("{transition: {from: customer}}", f"[{{{HOOK}}}]", "'to' is missing from a transition"),
+        ("{stage_entered: customer}", "[{url: 'ftp://a.example', secret_env: S}]", "web address"),
+        ("{stage_entered: customer}", "[{url: 'http://a.example'}]", "exactly one of secret_env"),
+        (
+            "{stage_entered: customer}",
+            "[{url: 'http://a.example', secret_env: 'my secret'}]",
+            "not an environment variable name",
+        ),
+        (
+            "{stage_entered: customer}",
+            f"[{{{HOOK}, headers: {{Webhook-Signature: x}}}}]",
+            "set by Polku itself",
+        ),
+        (
+            "{stage_entered: customer}",
+            f"[{{{HOOK}, fields: [email]}}]",
+            "'email' is not a field of a delivery",
+        ),
+        ("{stage_entered: customer}", "[]", "should not be empty"),
+    ],
+)
+def test_invalid_actions_are_reported(on: str, webhooks: str, fragment: str) -> None:
+    action = f"actions:\n  - on: {on}\n    webhooks: {webhooks}\n"
+    _, problems = check_yaml(FUNNEL + action, "a.yaml")
+    assert any(fragment in p.message for p in problems), problems
+    assert all(p.line > 30 for p in problems)
