@@ -2,22 +2,41 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import os
+import signal
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 
+from services.stager.consumer import Stager
+from services.stager.settings import StagerSettings
+from shared.clock import Clock, SystemClock
 from shared.db.engine import database_reachable, make_engine
-from shared.kafka import broker_reachable
+from shared.journey.loader import load_journeys
+from shared.kafka import broker_reachable, durable_producer, ensure_topics
 from shared.ops import add_ops_routes
-from shared.settings import DatabaseSettings, KafkaSettings
+from shared.settings import DatabaseSettings, KafkaSettings, ServiceSettings
+
+log = logging.getLogger(__name__)
 
 
 def create_app(
-    kafka: KafkaSettings | None = None, database: DatabaseSettings | None = None
+    kafka: KafkaSettings | None = None,
+    database: DatabaseSettings | None = None,
+    settings: StagerSettings | None = None,
+    journeys_dir: Path | None = None,
+    clock: Clock | None = None,
 ) -> FastAPI:
     kafka = kafka or KafkaSettings()
     database = database or DatabaseSettings()
+    settings = settings or StagerSettings()
+    # Refuse to start on an invalid journey: JourneyError names every problem.
+    journeys = load_journeys(journeys_dir or ServiceSettings().journeys_dir)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -25,6 +44,23 @@ def create_app(
             engine = make_engine(database)
             stack.push_async_callback(engine.dispose)
             app.state.engine = engine
+            await ensure_topics(kafka, [kafka.touchpoints_topic, kafka.transitions_topic,
+                                        kafka.dead_letter_topic])
+            producer = durable_producer(kafka)
+            await producer.start()
+            stack.push_async_callback(producer.stop)
+            stager = Stager(kafka, settings, engine, producer, journeys, clock or SystemClock())
+            app.state.stager = stager
+            task = asyncio.create_task(stager.run(), name="stager")
+
+            async def finish() -> None:
+                # Let the current batch commit, then leave the group.
+                stager.stop()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait_for(task, 30)
+
+            stack.push_async_callback(finish)
+            task.add_done_callback(_crash_loudly)
             yield
 
     app = FastAPI(title="Polku stager", version="0.1.0", lifespan=lifespan)
@@ -36,3 +72,10 @@ def create_app(
         },
     )
     return app
+
+
+def _crash_loudly(task: asyncio.Task[None]) -> None:
+    """A loop that died of a bug must not leave a healthy-looking process behind: exit."""
+    if not task.cancelled() and task.exception() is not None:
+        log.critical("stager loop died", exc_info=task.exception())
+        os.kill(os.getpid(), signal.SIGTERM)

@@ -93,3 +93,53 @@ outbox = sa.Table(
     sa.Column("created_at", Timestamp, nullable=False, server_default=sa.func.now()),
     sa.Index("ix_outbox_partition", "partition", "id"),
 )
+
+# --- actions worker (migration 0003) ---
+
+# One row per webhook URL a journey names; the id (ep_ + hash of the URL) labels metrics.
+webhook_endpoints = sa.Table(
+    "webhook_endpoints",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("url", sa.Text, nullable=False, unique=True),
+    # Set when the endpoint answered 410 Gone; cleared by POST /v1/endpoints/{id}/enable.
+    sa.Column("disabled_at", Timestamp, nullable=True),
+    sa.Column("disabled_reason", sa.Text, nullable=True),
+    sa.Column("created_at", Timestamp, nullable=False, server_default=sa.func.now()),
+)
+
+# One row per transition and matching endpoint; the id is the Standard Webhooks `webhook-id`,
+# derived from both, so a redelivered transition inserts nothing new. The retry schedule lives
+# here (`next_attempt_at`), so a restart loses no retry.
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("transition_id", sa.String(36), nullable=False),
+    sa.Column("endpoint_id", sa.String(40), sa.ForeignKey("webhook_endpoints.id"),
+              nullable=False),
+    sa.Column("journey_id", sa.String(100), nullable=False),
+    sa.Column("contact", sa.String(200), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    # Where the signing secret is read at each attempt; the secret itself is never stored.
+    sa.Column("secret_env", sa.String(200), nullable=True),
+    sa.Column("secret_file", sa.Text, nullable=True),
+    sa.Column("headers", Json, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # pending | delivered | failed
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", Timestamp, nullable=False),
+    # A worker's claim: another worker may take the delivery once the lease has run out.
+    sa.Column("lease_until", Timestamp, nullable=True),
+    sa.Column("claim_token", sa.String(36), nullable=True),
+    sa.Column("last_status", sa.Integer, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("last_attempt_at", Timestamp, nullable=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("delivered_at", Timestamp, nullable=True),
+    sa.Column("failed_at", Timestamp, nullable=True),
+    sa.Index("ix_webhook_deliveries_due", "endpoint_id", "next_attempt_at",
+             postgresql_where=sa.text("status = 'pending'"),
+             sqlite_where=sa.text("status = 'pending'")),
+    sa.Index("ix_webhook_deliveries_status", "status", "created_at"),
+    sa.Index("ix_webhook_deliveries_transition", "transition_id"),
+)

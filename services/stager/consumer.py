@@ -1,0 +1,205 @@
+"""The stager's main loop: consume touchpoints per partition, apply them, fire timers, publish.
+
+Offsets live in the database beside the state they produced (see store.py), so on every
+partition assignment the consumer seeks to the stored offset instead of Kafka's committed one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.stager import metrics
+from services.stager.processing import Changes, Record
+from services.stager.publisher import publish_outbox
+from services.stager.settings import StagerSettings
+from services.stager.store import (
+    DEDUPE_PURGE_EVERY,
+    Partition,
+    Topics,
+    apply_batch,
+    fire_timers,
+    purge_dedupe,
+    stage_counts,
+    stored_offsets,
+)
+from shared.clock import Clock
+from shared.journey.journey import Journey
+from shared.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+# Failures of the database or the broker that pass by themselves; anything else is a bug.
+TRANSIENT = (SQLAlchemyError, KafkaError, OSError, TimeoutError)
+
+
+class _SeekToStoredOffsets(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, stager: Stager) -> None:
+        self.stager = stager
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        # Nothing to flush: every applied batch is already committed with its offset.
+        return None
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        await self.stager.seek_assigned(assigned)
+
+
+class Stager:
+    """One stager instance: a consumer group member plus its timers and outbox publisher."""
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        settings: StagerSettings,
+        engine: AsyncEngine,
+        producer: AIOKafkaProducer,
+        journeys: Sequence[Journey],
+        clock: Clock,
+    ) -> None:
+        self.kafka = kafka
+        self.settings = settings
+        self.engine = engine
+        self.producer = producer
+        self.journeys = list(journeys)
+        self.clock = clock
+        self.topics = Topics(kafka.transitions_topic, kafka.dead_letter_topic)
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=kafka.bootstrap_servers,
+            group_id=settings.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            session_timeout_ms=settings.session_timeout_ms,
+            heartbeat_interval_ms=settings.heartbeat_interval_ms,
+        )
+        self._stopping = asyncio.Event()
+        self._next_timer_sweep = 0.0
+        self._next_gauge_update = 0.0
+        self._next_purge = 0.0
+
+    async def seek_assigned(self, assigned: list[TopicPartition]) -> None:
+        offsets = await stored_offsets(self.engine, self.settings.group_id,
+                                       self.kafka.touchpoints_topic)
+        for tp in assigned:
+            if tp.partition in offsets:
+                self.consumer.seek(tp, offsets[tp.partition])
+            else:
+                await self.consumer.seek_to_beginning(tp)
+        log.info("assigned partitions %s", sorted(tp.partition for tp in assigned))
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        self.consumer.subscribe([self.kafka.touchpoints_topic],
+                                listener=_SeekToStoredOffsets(self))
+        await self.consumer.start()
+        try:
+            while not self._stopping.is_set():
+                await self.poll_once()
+        finally:
+            await self.consumer.stop()
+
+    async def poll_once(self) -> None:
+        batches = await self.consumer.getmany(
+            timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.max_batch
+        )
+        for tp, messages in batches.items():
+            records = [Record(m.offset, m.key, m.value) for m in messages]
+            try:
+                await self.apply(tp, records)
+            except TRANSIENT as exc:
+                # Nothing of the batch was committed: fetch it again once the outage passes.
+                log.warning("partition %d batch failed (%s); retrying", tp.partition,
+                            type(exc).__name__)
+                self.consumer.seek(tp, records[0].offset)
+                await self._backoff()
+        now = time.monotonic()
+        try:
+            if now >= self._next_timer_sweep:
+                self._next_timer_sweep = now + self.settings.timer_interval_s
+                await self.sweep_timers()
+            if now >= self._next_gauge_update:
+                self._next_gauge_update = now + self.settings.stage_gauge_interval_s
+                await self.update_gauges()
+            if now >= self._next_purge:
+                self._next_purge = now + DEDUPE_PURGE_EVERY.total_seconds()
+                cutoff = self.clock.now() - timedelta(days=self.settings.dedupe_retention_days)
+                await purge_dedupe(self.engine, cutoff)
+        except TRANSIENT as exc:
+            log.warning("housekeeping failed (%s); retrying", type(exc).__name__)
+            await self._backoff()
+
+    async def _backoff(self) -> None:
+        try:
+            await asyncio.wait_for(self._stopping.wait(), 1.0)
+        except TimeoutError:
+            pass
+
+    async def apply(self, tp: TopicPartition, records: list[Record]) -> None:
+        started = time.perf_counter()
+        where = Partition(self.settings.group_id, tp.topic, tp.partition)
+        result = await apply_batch(self.engine, where, records, self.journeys, self.topics)
+        if result.skipped and result.next_offset is not None:
+            # Another instance applied these while it owned the partition; resume after them.
+            self.consumer.seek(tp, result.next_offset)
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        metrics.BATCH_SIZE.observe(len(records))
+        metrics.EVENTS.labels("applied").inc(result.applied)
+        metrics.EVENTS.labels("duplicate").inc(result.duplicates)
+        metrics.EVENTS.labels("dead_letter").inc(len(result.dead_letters))
+        for dead in result.dead_letters:
+            metrics.DEAD_LETTERS.labels(dead.reason).inc()
+            log.warning("dead-lettered offset %d of partition %d: %s", dead.offset,
+                        tp.partition, dead.error)
+        self._count(result.changes)
+        await publish_outbox(self.engine, self.producer, tp.partition,
+                             self.kafka.dead_letter_topic)
+
+    async def sweep_timers(self) -> None:
+        now = self.clock.now()
+        for tp in sorted(self.consumer.assignment(), key=lambda t: t.partition):
+            where = Partition(self.settings.group_id, tp.topic, tp.partition)
+            while True:
+                changes = await fire_timers(self.engine, where, self.journeys, now, self.topics,
+                                            self.settings.timer_batch)
+                for journey_id, _ in changes.states:
+                    metrics.TIMERS_FIRED.labels(journey_id).inc()
+                self._count(changes)
+                if len(changes.states) < self.settings.timer_batch:
+                    break
+            await publish_outbox(self.engine, self.producer, tp.partition,
+                                 self.kafka.dead_letter_topic)
+
+    async def update_gauges(self) -> None:
+        assignment = list(self.consumer.assignment())
+        counts = await stage_counts(self.engine, [tp.partition for tp in assignment])
+        for journey in self.journeys:
+            for stage in journey.stages:
+                metrics.CONTACTS_IN_STAGE.labels(journey.id, stage.id).set(
+                    counts.get((journey.id, stage.id), 0)
+                )
+        for tp in assignment:
+            highwater = self.consumer.highwater(tp)
+            position = await self.consumer.position(tp)
+            if highwater is not None:
+                metrics.CONSUMER_LAG.labels(str(tp.partition)).set(max(0, highwater - position))
+
+    @staticmethod
+    def _count(changes: Changes) -> None:
+        for transition, _ in changes.transitions:
+            metrics.TRANSITIONS.labels(
+                transition.journey_id, transition.from_stage or "", transition.to_stage
+            ).inc()
+        for journey_id, stage, seconds in changes.stage_durations:
+            metrics.TIME_IN_STAGE.labels(journey_id, stage).observe(max(0.0, seconds))

@@ -1,0 +1,38 @@
+"""Prometheus metrics of the stager. Labels name journeys, stages and partitions, never contacts."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS = Counter(
+    "polku_stager_events_total", "Touchpoints consumed, by outcome", ["outcome"]
+)  # outcome: applied | duplicate | dead_letter
+TRANSITIONS = Counter(
+    "polku_stager_transitions_total", "Stage transitions", ["journey", "from_stage", "to_stage"]
+)
+CONTACTS_IN_STAGE = Gauge(
+    "polku_stager_contacts_in_stage", "Contacts currently in each stage (partitions this "
+    "instance owns; sum across instances)", ["journey", "stage"]
+)
+TIME_IN_STAGE = Histogram(
+    "polku_stager_time_in_stage_seconds", "Time a contact spent in a stage before leaving it",
+    ["journey", "stage"],
+    buckets=(60, 600, 3600, 6 * 3600, 86400, 3 * 86400, 7 * 86400, 14 * 86400, 30 * 86400,
+             90 * 86400, 365 * 86400),
+)
+DEAD_LETTERS = Counter(
+    "polku_stager_dead_letters_total", "Touchpoints sent to the dead-letter topic", ["reason"]
+)
+BATCH_SECONDS = Histogram(
+    "polku_stager_batch_seconds", "Time to apply one partition batch, commit included",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+BATCH_SIZE = Histogram(
+    "polku_stager_batch_records", "Records per partition batch",
+    buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000),
+)
+TIMERS_FIRED = Counter("polku_stager_timers_fired_total", "Timer ticks evaluated", ["journey"])
+CONSUMER_LAG = Gauge(
+    "polku_stager_consumer_lag", "Records behind the end of each owned partition", ["partition"]
+)
+OUTBOX_PUBLISHED = Counter(
+    "polku_stager_outbox_published_total", "Outbox records published to Kafka", ["topic_kind"]
+)

@@ -1,0 +1,148 @@
+"""Turns a partition's records into engine steps: parse, dedupe within the batch, advance.
+
+Pure apart from metrics: the store decides what is new and persists what this returns.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from shared.journey.engine import advance
+from shared.journey.errors import InvalidTouchpoint
+from shared.journey.journey import Journey
+from shared.journey.state import ContactState
+from shared.journey.step import Step
+from shared.journey.timer import TimerTick
+from shared.journey.touchpoint import Touchpoint
+from shared.journey.transition import Transition
+
+
+@dataclass(frozen=True)
+class Record:
+    """The parts of a Kafka record the stager needs."""
+
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    reason: str  # a short, label-safe code: invalid_json, invalid_field
+    error: str  # which field and what is wrong with it; never the payload itself
+
+
+def parse(records: Iterable[Record]) -> tuple[list[Touchpoint], list[DeadLetter]]:
+    """Valid touchpoints in offset order, and the records that must go to the dead-letter topic."""
+    touchpoints: list[Touchpoint] = []
+    dead: list[DeadLetter] = []
+    for record in records:
+        try:
+            message = json.loads(record.value) if record.value is not None else None
+        except ValueError as exc:  # includes UnicodeDecodeError
+            dead.append(DeadLetter(record.offset, record.key, record.value, "invalid_json",
+                                   f"value is not UTF-8 JSON ({type(exc).__name__})"))
+            continue
+        try:
+            touchpoints.append(Touchpoint.from_message(message))  # type: ignore[arg-type]
+        except InvalidTouchpoint as exc:
+            dead.append(DeadLetter(record.offset, record.key, record.value, "invalid_field",
+                                   f"{exc.field}: {exc.problem}"))
+    return touchpoints, dead
+
+
+StateKey = tuple[str, str]  # (journey id, contact)
+
+
+@dataclass
+class Changes:
+    """What one batch or timer sweep did to the contact states it touched."""
+
+    states: dict[StateKey, Step] = field(default_factory=dict)
+    transitions: list[tuple[Transition, int]] = field(default_factory=list)  # with sequence
+    # (journey, stage, seconds spent) for each stage a contact left, for the histogram.
+    stage_durations: list[tuple[str, str, float]] = field(default_factory=list)
+
+    def record(self, key: StateKey, before: ContactState | None, step: Step) -> None:
+        self.states[key] = step
+        base = before.sequence if before is not None else 0
+        entered_at = before.stage_entered_at if before is not None else None
+        for i, transition in enumerate(step.transitions, start=1):
+            self.transitions.append((transition, base + i))
+            if transition.from_stage is not None and entered_at is not None:
+                self.stage_durations.append(
+                    (transition.journey_id, transition.from_stage,
+                     (transition.at - entered_at).total_seconds())
+                )
+            entered_at = transition.at
+
+
+def apply_touchpoints(
+    states: Mapping[StateKey, ContactState],
+    touchpoints: Sequence[Touchpoint],
+    journeys: Sequence[Journey],
+) -> Changes:
+    """Advance every journey's state for each touchpoint, in order."""
+    changes = Changes()
+    current: dict[StateKey, ContactState | None] = dict(states)
+    for touchpoint in touchpoints:
+        for journey in journeys:
+            key = (journey.id, touchpoint.contact)
+            before = current.get(key)
+            step = advance(before, touchpoint, journey)
+            changes.record(key, before, step)
+            current[key] = step.state
+    return changes
+
+
+def apply_timers(
+    states: Mapping[StateKey, ContactState], journeys: Mapping[str, Journey], now: datetime
+) -> Changes:
+    changes = Changes()
+    tick = TimerTick(now)
+    for key, before in states.items():
+        journey = journeys.get(key[0])
+        if journey is None:
+            continue
+        changes.record(key, before, advance(before, tick, journey))
+    return changes
+
+
+def transition_message(
+    transition: Transition, journey: Journey | None, state: ContactState | None,
+    cause_event: str | None,
+) -> dict[str, Any]:
+    """The record published on the transitions topic (and the body webhooks are built from)."""
+
+    def stage(stage_id: str | None) -> dict[str, Any] | None:
+        if stage_id is None:
+            return None
+        found = journey.stage(stage_id) if journey is not None else None
+        labels = {"fi": found.labels.fi, "en": found.labels.en} if found else {}
+        return {"id": stage_id, "labels": labels}
+
+    if transition.cause.startswith("timer:"):
+        cause: dict[str, Any] = {"kind": "timer", "rule": transition.cause.removeprefix("timer:")}
+    else:
+        cause = {"kind": "event", "message_id": transition.cause, "event": cause_event}
+    return {
+        "v": 1,
+        "type": "contact.stage_changed",
+        "transition_id": transition.transition_id,
+        "journey": {"id": transition.journey_id, "version": transition.journey_version},
+        "contact": transition.contact,
+        "traits": dict(state.traits) if state is not None else {},
+        "from": stage(transition.from_stage),
+        "to": stage(transition.to_stage),
+        "at": transition.at.isoformat(),
+        "cause": cause,
+        "rule_id": transition.rule_id,
+        "reason": transition.reason,
+    }

@@ -1,0 +1,369 @@
+"""The stager's PostgreSQL (or SQLite) side: offsets, dedupe, contact states, transitions, outbox.
+
+Exactly-once lives here. Each partition batch commits in ONE database transaction: the dedupe
+records, the new contact states, the transitions, their outbox rows and the partition's next
+offset. A crash before the commit leaves nothing; after it, the stored offset says where to
+resume. The offset row is locked (`FOR UPDATE`) first, so two instances that both believe they
+own a partition during a rebalance serialise, and the later one drops the records the earlier
+one already applied.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.stager.processing import (
+    Changes,
+    DeadLetter,
+    Record,
+    StateKey,
+    apply_timers,
+    apply_touchpoints,
+    parse,
+    transition_message,
+)
+from shared.db.tables import (
+    consumer_offsets,
+    contact_states,
+    outbox,
+    processed_messages,
+    transitions,
+)
+from shared.journey.journey import Journey
+from shared.journey.state import ContactState
+from shared.journey.touchpoint import Touchpoint
+
+
+@dataclass(frozen=True)
+class Partition:
+    group_id: str
+    topic: str
+    partition: int
+
+
+@dataclass(frozen=True)
+class Topics:
+    transitions: str
+    dead_letters: str
+
+
+@dataclass
+class BatchResult:
+    applied: int = 0
+    duplicates: int = 0
+    skipped: int = 0  # already applied by an earlier owner of the partition
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    changes: Changes = field(default_factory=Changes)
+    next_offset: int | None = None
+
+
+def _insert(conn: AsyncConnection, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
+    """INSERT with ON CONFLICT support in the connection's dialect (PostgreSQL or SQLite)."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+async def stored_offsets(engine: AsyncEngine, group_id: str, topic: str) -> dict[int, int]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            sa.select(consumer_offsets.c.partition, consumer_offsets.c.next_offset).where(
+                consumer_offsets.c.group_id == group_id, consumer_offsets.c.topic == topic
+            )
+        )
+        return {int(p): int(o) for p, o in rows}
+
+
+async def _lock_offset(conn: AsyncConnection, where: Partition) -> int:
+    """Lock the partition's offset row, creating it first so there is a row to lock."""
+    await conn.execute(
+        _insert(conn, consumer_offsets)
+        .values(group_id=where.group_id, topic=where.topic, partition=where.partition,
+                next_offset=0)
+        .on_conflict_do_nothing()
+    )
+    row = await conn.execute(
+        sa.select(consumer_offsets.c.next_offset)
+        .where(
+            consumer_offsets.c.group_id == where.group_id,
+            consumer_offsets.c.topic == where.topic,
+            consumer_offsets.c.partition == where.partition,
+        )
+        .with_for_update()
+    )
+    return int(row.scalar_one())
+
+
+async def _save_offset(conn: AsyncConnection, where: Partition, next_offset: int) -> None:
+    await conn.execute(
+        sa.update(consumer_offsets)
+        .where(
+            consumer_offsets.c.group_id == where.group_id,
+            consumer_offsets.c.topic == where.topic,
+            consumer_offsets.c.partition == where.partition,
+        )
+        .values(next_offset=next_offset, updated_at=sa.func.now())
+    )
+
+
+async def _claim_new(conn: AsyncConnection, touchpoints: Sequence[Touchpoint]) -> list[Touchpoint]:
+    """The touchpoints whose messageId this contact has not had before (first occurrence wins)."""
+    unique: dict[tuple[str, str], Touchpoint] = {}
+    for tp in touchpoints:
+        unique.setdefault((tp.contact, tp.message_id), tp)
+    if not unique:
+        return []
+    inserted = await conn.execute(
+        _insert(conn, processed_messages)
+        .on_conflict_do_nothing()
+        .returning(processed_messages.c.contact, processed_messages.c.message_id),
+        [{"contact": c, "message_id": m} for c, m in unique],
+    )
+    fresh = {(c, m) for c, m in inserted}
+    return [tp for key, tp in unique.items() if key in fresh]
+
+
+async def _load_states(
+    conn: AsyncConnection, contacts: Iterable[str]
+) -> dict[StateKey, ContactState]:
+    contacts = list(contacts)
+    if not contacts:
+        return {}
+    rows = await conn.execute(
+        sa.select(contact_states.c.state).where(contact_states.c.contact.in_(contacts))
+    )
+    states = {}
+    for (data,) in rows:
+        state = ContactState.from_json(data if isinstance(data, dict) else json.loads(data))
+        states[(state.journey_id, state.contact)] = state
+    return states
+
+
+async def _persist(
+    conn: AsyncConnection,
+    partition: int,
+    changes: Changes,
+    journeys: Mapping[str, Journey],
+    events: Mapping[str, str | None],
+    topics: Topics,
+) -> None:
+    rows = [
+        {
+            "journey_id": key[0],
+            "contact": key[1],
+            "journey_version": step.state.journey_version,
+            "stage": step.state.stage,
+            "stage_entered_at": step.state.stage_entered_at,
+            "state": step.state.to_json(),
+            "timer_due_at": step.next_deadline,
+            "partition": partition,
+        }
+        for key, step in changes.states.items()
+        if step.state is not None
+    ]
+    if rows:
+        stmt = _insert(conn, contact_states)
+        await conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[contact_states.c.journey_id, contact_states.c.contact],
+                set_={
+                    name: stmt.excluded[name]
+                    for name in ("journey_version", "stage", "stage_entered_at", "state",
+                                 "timer_due_at", "partition")
+                }
+                | {"updated_at": sa.func.now()},
+            ),
+            rows,
+        )
+    if not changes.transitions:
+        return
+    await conn.execute(
+        sa.insert(transitions),
+        [
+            {
+                "transition_id": t.transition_id,
+                "journey_id": t.journey_id,
+                "journey_version": t.journey_version,
+                "contact": t.contact,
+                "from_stage": t.from_stage,
+                "to_stage": t.to_stage,
+                "at": t.at,
+                "cause": t.cause,
+                "rule_id": t.rule_id,
+                "reason": t.reason,
+                "seq": seq,
+            }
+            for t, seq in changes.transitions
+        ],
+    )
+    await conn.execute(
+        sa.insert(outbox),
+        [
+            {
+                "partition": partition,
+                "topic": topics.transitions,
+                "key": t.contact.encode(),
+                "payload": json.dumps(
+                    transition_message(
+                        t,
+                        journeys.get(t.journey_id),
+                        changes.states[(t.journey_id, t.contact)].state,
+                        events.get(t.cause),
+                    ),
+                    separators=(",", ":"),
+                ).encode(),
+                "headers": None,
+            }
+            for t, _ in changes.transitions
+        ],
+    )
+
+
+async def apply_batch(
+    engine: AsyncEngine,
+    where: Partition,
+    records: Sequence[Record],
+    journeys: Sequence[Journey],
+    topics: Topics,
+) -> BatchResult:
+    """Apply one partition's records exactly once (see the module docstring)."""
+    result = BatchResult()
+    async with engine.begin() as conn:
+        stored = await _lock_offset(conn, where)
+        fresh_records = [r for r in records if r.offset >= stored]
+        result.skipped = len(records) - len(fresh_records)
+        if not fresh_records:
+            result.next_offset = stored
+            return result
+        touchpoints, result.dead_letters = parse(fresh_records)
+        new = await _claim_new(conn, touchpoints)
+        result.applied, result.duplicates = len(new), len(touchpoints) - len(new)
+        states = await _load_states(conn, {tp.contact for tp in new})
+        result.changes = apply_touchpoints(states, new, journeys)
+        by_id = {j.id: j for j in journeys}
+        events = {tp.message_id: tp.event or tp.name for tp in new}
+        await _persist(conn, where.partition, result.changes, by_id, events, topics)
+        if result.dead_letters:
+            await conn.execute(
+                sa.insert(outbox),
+                [_dead_letter_row(where, d, topics) for d in result.dead_letters],
+            )
+        result.next_offset = fresh_records[-1].offset + 1
+        await _save_offset(conn, where, result.next_offset)
+    return result
+
+
+def _dead_letter_row(where: Partition, dead: DeadLetter, topics: Topics) -> dict[str, object]:
+    return {
+        "partition": where.partition,
+        "topic": topics.dead_letters,
+        "key": dead.key,
+        "payload": dead.value,
+        "headers": {
+            "polku.source.topic": where.topic,
+            "polku.source.partition": str(where.partition),
+            "polku.source.offset": str(dead.offset),
+            "polku.error.reason": dead.reason,
+            "polku.error": dead.error,
+        },
+    }
+
+
+async def fire_timers(
+    engine: AsyncEngine,
+    where: Partition,
+    journeys: Sequence[Journey],
+    now: datetime,
+    topics: Topics,
+    limit: int = 1000,
+) -> Changes:
+    """Advance contacts whose timer deadline has passed. Serialised with batches by the lock."""
+    by_id = {j.id: j for j in journeys}
+    async with engine.begin() as conn:
+        await _lock_offset(conn, where)
+        rows = await conn.execute(
+            sa.select(contact_states.c.state)
+            .where(
+                contact_states.c.partition == where.partition,
+                contact_states.c.timer_due_at <= now,
+            )
+            .order_by(contact_states.c.timer_due_at)
+            .limit(limit)
+        )
+        states: dict[StateKey, ContactState] = {}
+        for (data,) in rows:
+            state = ContactState.from_json(data if isinstance(data, dict) else json.loads(data))
+            states[(state.journey_id, state.contact)] = state
+        if not states:
+            return Changes()
+        changes = apply_timers(states, by_id, now)
+        for key in states:
+            if key not in changes.states:  # journey no longer loaded: stop asking for it
+                await conn.execute(
+                    sa.update(contact_states)
+                    .where(contact_states.c.journey_id == key[0],
+                           contact_states.c.contact == key[1])
+                    .values(timer_due_at=None)
+                )
+        await _persist(conn, where.partition, changes, by_id, {}, topics)
+    return changes
+
+
+@dataclass(frozen=True)
+class OutboxRecord:
+    id: int
+    topic: str
+    key: bytes | None
+    payload: bytes | None
+    headers: dict[str, str] | None
+
+
+async def pending_outbox(engine: AsyncEngine, partition: int, limit: int = 2000
+                         ) -> list[OutboxRecord]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            sa.select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.payload,
+                      outbox.c.headers)
+            .where(outbox.c.partition == partition)
+            .order_by(outbox.c.id)
+            .limit(limit)
+        )
+        return [OutboxRecord(int(r.id), r.topic, r.key, r.payload, r.headers) for r in rows]
+
+
+async def delete_outbox(engine: AsyncEngine, ids: Sequence[int]) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(sa.delete(outbox).where(outbox.c.id.in_(list(ids))))
+
+
+async def purge_dedupe(engine: AsyncEngine, older_than: datetime) -> int:
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            sa.delete(processed_messages).where(processed_messages.c.processed_at < older_than)
+        )
+        return int(result.rowcount or 0)
+
+
+async def stage_counts(
+    engine: AsyncEngine, partitions: Sequence[int]
+) -> dict[tuple[str, str], int]:
+    if not partitions:
+        return {}
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            sa.select(contact_states.c.journey_id, contact_states.c.stage, sa.func.count())
+            .where(contact_states.c.partition.in_(list(partitions)),
+                   contact_states.c.stage.is_not(None))
+            .group_by(contact_states.c.journey_id, contact_states.c.stage)
+        )
+        return {(j, s): int(n) for j, s, n in rows}
+
+
+DEDUPE_PURGE_EVERY = timedelta(minutes=10)
