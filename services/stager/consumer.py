@@ -111,19 +111,16 @@ class Stager:
             await self.consumer.stop()
 
     async def poll_once(self) -> None:
+        owned = max(1, len(self.consumer.assignment()))
         batches = await self.consumer.getmany(
-            timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.max_batch
+            timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.max_batch * owned
         )
-        for tp, messages in batches.items():
-            records = [Record(m.offset, m.key, m.value) for m in messages]
-            try:
-                await self.apply(tp, records)
-            except TRANSIENT as exc:
-                # Nothing of the batch was committed: fetch it again once the outage passes.
-                log.warning("partition %d batch failed (%s); retrying", tp.partition,
-                            type(exc).__name__)
-                self.consumer.seek(tp, records[0].offset)
-                await self._backoff()
+        # Partitions are independent (each has its own offset row and contacts), so their
+        # batches run concurrently: one partition's engine work overlaps another's commit.
+        await asyncio.gather(*(
+            self._apply_or_rewind(tp, [Record(m.offset, m.key, m.value) for m in messages])
+            for tp, messages in batches.items()
+        ))
         now = time.monotonic()
         try:
             if now >= self._next_timer_sweep:
@@ -138,6 +135,16 @@ class Stager:
                 await purge_dedupe(self.engine, cutoff)
         except TRANSIENT as exc:
             log.warning("housekeeping failed (%s); retrying", type(exc).__name__)
+            await self._backoff()
+
+    async def _apply_or_rewind(self, tp: TopicPartition, records: list[Record]) -> None:
+        try:
+            await self.apply(tp, records)
+        except TRANSIENT as exc:
+            # Nothing of the batch was committed: fetch it again once the outage passes.
+            log.warning("partition %d batch failed (%s); retrying", tp.partition,
+                        type(exc).__name__)
+            self.consumer.seek(tp, records[0].offset)
             await self._backoff()
 
     async def _backoff(self) -> None:

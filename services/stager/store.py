@@ -146,6 +146,18 @@ async def _load_states(
     return states
 
 
+def _stored_form(state: ContactState) -> dict[str, object]:
+    """The state's JSON without the engine's ring of recent messageIds.
+
+    processed_messages already rejects redeliveries for `dedupe_retention_days`, which is a
+    stronger promise than the ring, and the ring would make every row of an active contact
+    carry hundreds of ids.
+    """
+    data = state.to_json()
+    data["seen"] = []
+    return data
+
+
 async def _persist(
     conn: AsyncConnection,
     partition: int,
@@ -161,7 +173,7 @@ async def _persist(
             "journey_version": step.state.journey_version,
             "stage": step.state.stage,
             "stage_entered_at": step.state.stage_entered_at,
-            "state": step.state.to_json(),
+            "state": _stored_form(step.state),
             "timer_due_at": step.next_deadline,
             "partition": partition,
         }

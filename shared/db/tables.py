@@ -46,8 +46,8 @@ processed_messages = sa.Table(
 contact_states = sa.Table(
     "contact_states",
     metadata,
-    sa.Column("journey_id", sa.String(100), primary_key=True),
     sa.Column("contact", sa.String(200), primary_key=True),
+    sa.Column("journey_id", sa.String(100), primary_key=True),
     sa.Column("journey_version", sa.Integer, nullable=False),
     sa.Column("stage", sa.String(100), nullable=True),
     sa.Column("stage_entered_at", Timestamp, nullable=True),
@@ -57,7 +57,6 @@ contact_states = sa.Table(
     sa.Column("partition", sa.Integer, nullable=False),
     sa.Column("updated_at", Timestamp, nullable=False, server_default=sa.func.now()),
     sa.Index("ix_contact_states_timer", "partition", "timer_due_at"),
-    sa.Index("ix_contact_states_contact", "contact"),
 )
 
 transitions = sa.Table(

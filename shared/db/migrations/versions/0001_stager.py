@@ -35,8 +35,8 @@ def upgrade() -> None:
     op.create_index("ix_processed_messages_processed_at", "processed_messages", ["processed_at"])
     op.create_table(
         "contact_states",
-        sa.Column("journey_id", sa.String(100), primary_key=True),
         sa.Column("contact", sa.String(200), primary_key=True),
+        sa.Column("journey_id", sa.String(100), primary_key=True),
         sa.Column("journey_version", sa.Integer, nullable=False),
         sa.Column("stage", sa.String(100), nullable=True),
         sa.Column("stage_entered_at", Timestamp, nullable=True),
@@ -46,7 +46,6 @@ def upgrade() -> None:
         sa.Column("updated_at", Timestamp, nullable=False, server_default=sa.func.now()),
     )
     op.create_index("ix_contact_states_timer", "contact_states", ["partition", "timer_due_at"])
-    op.create_index("ix_contact_states_contact", "contact_states", ["contact"])
     op.create_table(
         "transitions",
         sa.Column("transition_id", sa.String(36), primary_key=True),
