@@ -89,7 +89,8 @@ start() {
     java_run kafka.tools.StorageTool format --standalone -t "$cluster_id" -c "$CONF" >>"$LOGFILE" 2>&1
   fi
   log "starting kafka on 127.0.0.1:$KAFKA_PORT"
-  nohup java "${JAVA_OPTS[@]}" kafka.Kafka "$CONF" >>"$LOGFILE" 2>&1 </dev/null &
+  # 9>&-: the broker must not inherit (and so hold) the start/stop lock.
+  nohup java "${JAVA_OPTS[@]}" kafka.Kafka "$CONF" >>"$LOGFILE" 2>&1 </dev/null 9>&- &
   echo $! >"$PIDFILE"
   if ! wait_for_port 127.0.0.1 "$KAFKA_PORT" 90; then
     log "kafka did not start; last log lines:"; tail -n 30 "$LOGFILE" >&2; exit 1
@@ -107,14 +108,13 @@ stop() {
 }
 
 # One start/stop at a time, whoever calls (tests that restart the broker run in parallel too).
-exec 9>"$POLKU_HOME/run/kafka.lock"
-flock 9
+lock() { exec 9>"$POLKU_HOME/run/kafka.lock"; flock 9; }
 
 case "${1:-}" in
-  install) install ;;
-  start) start ;;
-  stop) stop ;;
-  restart) stop; start ;;
+  install) lock; install ;;
+  start) lock; start ;;
+  stop) lock; stop ;;
+  restart) lock; stop; start ;;
   status) if running; then echo "kafka running on 127.0.0.1:$KAFKA_PORT"; else echo "kafka stopped"; exit 1; fi ;;
   *) echo "usage: $0 install|start|stop|restart|status" >&2; exit 2 ;;
 esac
