@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import typer
 
+from services.ingest.sources_cli import app as sources_app
+from services.journeys_cli import app as journeys_app
+from services.journeys_cli import simulate as simulate_command
 from shared.settings import DatabaseSettings, ServiceSettings
 
 app = typer.Typer(help="Polku: live customer-journey stages and webhooks.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(journeys_app, name="journeys")
+app.add_typer(sources_app, name="sources")
+app.command("simulate", help="Replay events through a journey offline; print each path.")(
+    simulate_command
+)
 
 
 @app.command()
@@ -25,10 +33,17 @@ def ingest() -> None:
 def stager() -> None:
     """Run the stager: touchpoints in, stages and transitions out."""
     from services.stager.app import create_app
+    from shared.journey.errors import JourneyError
     from shared.serve import serve
 
     settings = ServiceSettings()
-    serve(create_app(), settings.host, settings.stager_port, settings.log_level)
+    try:
+        stager_app = create_app()
+    except JourneyError as exc:
+        typer.echo(f"polku stager: not starting, the journeys in {settings.journeys_dir} "
+                   f"are invalid:\n{exc}", err=True)
+        raise typer.Exit(2) from exc
+    serve(stager_app, settings.host, settings.stager_port, settings.log_level)
 
 
 @app.command()

@@ -1,0 +1,56 @@
+"""Who is sending: the write key from HTTP Basic (Segment's way) or `writeKey` in the body."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+from services.ingest.errors import Unauthorized, Unavailable
+from services.ingest.sources import Source, SourceLookup, SourcesUnavailable
+
+
+def key_from_header(authorization: str | None) -> str | None:
+    """The write key in an `Authorization: Basic` header (user part; password ignored).
+
+    None when there is no header, so the body's writeKey may be used instead.
+    """
+    if authorization is None:
+        return None
+    scheme, _, credentials = authorization.strip().partition(" ")
+    if scheme.lower() != "basic":
+        raise Unauthorized("Authorization", "use HTTP Basic with the write key as the user name")
+    try:
+        decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise Unauthorized("Authorization", "the Basic credentials are not valid base64 of "
+                           "'writeKey:'") from None
+    user, _, password = decoded.partition(":")
+    key = user or password  # some clients put the key in the password instead
+    if not key:
+        raise Unauthorized("Authorization", "the Basic credentials carry no write key")
+    return key
+
+
+def key_from_body(body: dict[str, Any], events: int) -> str:
+    key = body.get("writeKey")
+    if key is None:
+        raise Unauthorized("writeKey", "no write key: send it as the HTTP Basic user name or as "
+                           "writeKey in the body", events=events)
+    if not isinstance(key, str) or not key:
+        raise Unauthorized("writeKey", "must be a non-empty string", events=events)
+    return key
+
+
+async def authenticate(
+    sources: SourceLookup, key: str, field: str, retry_after_s: int, events: int = 1
+) -> Source:
+    try:
+        source = await sources.find(key)
+    except SourcesUnavailable:
+        raise Unavailable(field, "write keys cannot be checked right now (database "
+                          "unavailable); retry later", retry_after_s=retry_after_s,
+                          events=events) from None
+    if source is None:
+        raise Unauthorized(field, "unknown or revoked write key", events=events)
+    return source

@@ -1,0 +1,101 @@
+"""What ingest does with an authenticated request's calls: rate-limit, validate, publish, count.
+
+Independent of HTTP: routes.py reads the request, this module decides, errors.py says why not.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.ingest import metrics
+from services.ingest.auth import authenticate
+from services.ingest.errors import (
+    BadRequest,
+    InvalidEvent,
+    RateLimited,
+    Rejection,
+    Unavailable,
+)
+from services.ingest.publish import NotAcknowledged, Publisher
+from services.ingest.ratelimit import RateLimiter
+from services.ingest.settings import IngestSettings
+from services.ingest.sources import Source, SourceLookup
+from services.ingest.touchpoint import Arrival, Instant, Record, to_record
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Intake:
+    """The service's state: settings, where keys are looked up, where events go."""
+
+    settings: IngestSettings
+    sources: SourceLookup
+    publisher: Publisher
+    limiter: RateLimiter = field(default_factory=RateLimiter)
+
+    async def source(self, write_key: str, field: str, events: int = 1) -> Source:
+        return await authenticate(self.sources, write_key, field, self.settings.retry_after_s,
+                                  events)
+
+    async def take(
+        self,
+        source: Source,
+        calls: Sequence[Any],
+        *,
+        kind: str | None = None,
+        batch_context: Mapping[str, Any] | None = None,
+        batch_sent_at: Instant | None = None,
+    ) -> tuple[int, list[Rejection]]:
+        """Publish the valid calls; (events acknowledged, calls rejected).
+
+        `kind` is set for the single-call endpoints: there an invalid call refuses the request
+        (400). In a batch each invalid item is listed and the valid ones are still published;
+        only a batch with no valid item at all is refused.
+        """
+        self._admit(source, len(calls))
+        arrival = Arrival.now(source.id, self.settings.max_event_bytes)
+        records: list[Record] = []
+        rejections: list[Rejection] = []
+        for index, call in enumerate(calls):
+            try:
+                records.append(to_record(call, arrival, kind=kind, batch_context=batch_context,
+                                         batch_sent_at=batch_sent_at))
+            except InvalidEvent as exc:
+                if kind is not None:
+                    raise BadRequest(exc.field or "body", exc.problem, reason=exc.reason) from None
+                rejections.append(Rejection(index, exc.field or f"batch[{index}]", exc.reason,
+                                            exc.problem))
+        if rejections:
+            # Index and reason only: field values may be personal data.
+            log.debug("batch items rejected: %s",
+                      ", ".join(f"{r.index}:{r.reason}" for r in rejections))
+            if not records:
+                raise BadRequest("batch", "no item of the batch is valid; see rejected",
+                                 rejected=rejections)
+            for rejection in rejections:
+                metrics.EVENTS_REJECTED.labels(reason=rejection.reason).inc()
+        try:
+            await self.publisher.publish(records)
+        except NotAcknowledged as exc:
+            raise Unavailable(
+                "kafka", f"{exc}; the request is not acknowledged, retry it (with the same "
+                "messageIds)", retry_after_s=self.settings.retry_after_s, events=len(records)
+            ) from exc
+        for call_type, count in Counter(r.type for r in records).items():
+            metrics.EVENTS_ACCEPTED.labels(type=call_type).inc(count)
+        return len(records), rejections
+
+    def _admit(self, source: Source, events: int) -> None:
+        if source.rate_limit_per_s is None:
+            return
+        wait = self.limiter.admit(source.id, source.rate_limit_per_s, events)
+        if wait:
+            raise RateLimited(
+                "writeKey", f"this source may send {source.rate_limit_per_s:g} events per "
+                f"second; retry in {wait} s", retry_after_s=wait, events=events
+            )

@@ -1,0 +1,116 @@
+"""Read API over the stager's state: a contact's stage per journey, and the loaded journeys."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, HTTPException, Request
+
+from shared.db.tables import contact_states, transitions
+from shared.journey.journey import Journey
+from shared.journey.state import ContactState
+
+
+def _authorised(request: Request) -> None:
+    token = request.app.state.read_token
+    if token is None:
+        return
+    given = request.headers.get("authorization", "")
+    if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        raise HTTPException(401, "this API needs Authorization: Bearer <POLKU_INGEST_READ_TOKEN>",
+                            headers={"www-authenticate": "Bearer"})
+
+
+router = APIRouter(prefix="/v1", tags=["read"], dependencies=[Depends(_authorised)])
+
+
+def _labels(journey: Journey | None, stage_id: str | None) -> dict[str, str]:
+    stage = journey.stage(stage_id) if journey is not None and stage_id else None
+    return {"fi": stage.labels.fi, "en": stage.labels.en} if stage else {}
+
+
+def _touch(touch: Any) -> dict[str, str] | None:
+    return {"channel": touch.channel, "at": touch.at.isoformat()} if touch else None
+
+
+@router.get("/journeys", summary="Journeys loaded from the journeys directory")
+async def list_journeys(request: Request) -> dict[str, Any]:
+    journeys: Sequence[Journey] = request.app.state.journeys
+    return {
+        "journeys": [
+            {
+                "id": j.id,
+                "version": j.version,
+                "labels": {"fi": j.labels.fi, "en": j.labels.en},
+                "stages": [
+                    {"id": s.id, "labels": {"fi": s.labels.fi, "en": s.labels.en}}
+                    for s in j.stages
+                ],
+            }
+            for j in journeys
+        ]
+    }
+
+
+@router.get(
+    "/contacts/{contact_id}",
+    summary="A contact's current stage, touches and transition history in every journey",
+    responses={404: {"description": "No journey has seen this contact"}},
+)
+async def get_contact(contact_id: str, request: Request) -> dict[str, Any]:
+    journeys = {j.id: j for j in request.app.state.journeys}
+    async with request.app.state.engine.connect() as conn:
+        states = (
+            await conn.execute(
+                sa.select(contact_states.c.state).where(contact_states.c.contact == contact_id)
+            )
+        ).scalars().all()
+        history = (
+            await conn.execute(
+                sa.select(transitions)
+                .where(transitions.c.contact == contact_id)
+                .order_by(transitions.c.journey_id, transitions.c.seq)
+            )
+        ).mappings().all()
+    if not states:
+        raise HTTPException(404, detail=f"contact_id: no journey has seen contact {contact_id!r}")
+    by_journey: dict[str, list[dict[str, Any]]] = {}
+    for row in history:
+        by_journey.setdefault(row["journey_id"], []).append(
+            {
+                "transition_id": row["transition_id"],
+                "from": row["from_stage"],
+                "to": row["to_stage"],
+                "at": row["at"].isoformat(),
+                "cause": row["cause"],
+                "rule": row["rule_id"],
+                "reason": row["reason"],
+            }
+        )
+    result = []
+    for data in states:
+        state = ContactState.from_json(data if isinstance(data, dict) else json.loads(data))
+        journey = journeys.get(state.journey_id)
+        result.append(
+            {
+                "journey": state.journey_id,
+                "version": state.journey_version,
+                "stage": (
+                    {"id": state.stage, "labels": _labels(journey, state.stage)}
+                    if state.stage else None
+                ),
+                "entered_at": state.stage_entered_at.isoformat()
+                if state.stage_entered_at else None,
+                "first_touch": _touch(state.first_touch),
+                "last_touch": _touch(state.last_touch),
+                "last_event_at": state.last_event_at.isoformat() if state.last_event_at else None,
+                "traits": dict(state.traits),
+                "history": by_journey.get(state.journey_id, []),
+            }
+        )
+    result.sort(key=lambda j: str(j["journey"]))
+    return {"contact": contact_id, "journeys": result}

@@ -1,0 +1,29 @@
+"""Ingest configuration (`POLKU_INGEST_*`); the listening port stays `POLKU_INGEST_PORT`."""
+
+from __future__ import annotations
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class IngestSettings(BaseSettings):
+    """Limits and timeouts of the tracking API. Defaults follow Segment's documented limits."""
+
+    # `port` is deliberately not a field: POLKU_INGEST_PORT belongs to ServiceSettings.
+    model_config = SettingsConfigDict(env_prefix="POLKU_INGEST_", extra="ignore")
+
+    max_event_bytes: int = 32 * 1024
+    max_batch_bytes: int = 500 * 1024
+    max_batch_events: int = 2500
+    # How long a request may wait for Kafka to acknowledge its events before it answers 503.
+    produce_timeout_s: float = 5.0
+    # Retry-After sent with a 503 (broker or database unreachable).
+    retry_after_s: int = 5
+    # Write-key lookups are cached this long, so a revoke takes effect within this time.
+    key_cache_ttl_s: float = 5.0
+    # Allocations between young-generation collections (CPython's default is 700); see tune_gc.
+    gc_young_threshold: int = 20_000
+    # A key lookup in PostgreSQL that takes longer than this answers 503 instead of hanging.
+    key_lookup_timeout_s: float = 2.0
+    # Bearer token the read API (/v1/contacts, /v1/journeys) demands; unset leaves it open,
+    # which suits a private network only: contact state carries identify traits.
+    read_token: str | None = None
