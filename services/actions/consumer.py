@@ -1,0 +1,149 @@
+"""Consumes the transitions topic and turns each transition into persisted deliveries.
+
+At-least-once in, exactly one logical delivery out: a batch's deliveries are committed to
+PostgreSQL first and the Kafka offsets after, so a crash in between replays the batch, and the
+replay inserts nothing new because a delivery's id is derived from transition and endpoint.
+A record that is not a transition goes to the dead-letter topic with the reason and never
+stalls its partition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Mapping
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.actions import metrics
+from services.actions.deliveries import MalformedTransition, PlannedDelivery, parse_record, plan
+from services.actions.settings import ActionsSettings
+from services.actions.store import create_deliveries
+from shared.clock import Clock
+from shared.journey import Journey
+from shared.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+TRANSIENT = (SQLAlchemyError, KafkaError, OSError, TimeoutError)
+
+Batches = Mapping[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+
+
+class TransitionConsumer:
+    """One member of the actions consumer group."""
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        settings: ActionsSettings,
+        engine: AsyncEngine,
+        producer: AIOKafkaProducer,
+        journeys: Mapping[str, Journey],
+        clock: Clock,
+        on_created: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.kafka = kafka
+        self.settings = settings
+        self.engine = engine
+        self.producer = producer
+        self.journeys = journeys
+        self.clock = clock
+        self.on_created = on_created
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=kafka.bootstrap_servers,
+            group_id=settings.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            session_timeout_ms=settings.session_timeout_ms,
+            heartbeat_interval_ms=settings.heartbeat_interval_ms,
+        )
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        self.consumer.subscribe([self.kafka.transitions_topic])
+        await self.consumer.start()
+        try:
+            while not self._stopping.is_set():
+                await self.poll_once()
+        finally:
+            await self.consumer.stop()
+
+    async def poll_once(self) -> None:
+        batches: Batches = await self.consumer.getmany(
+            timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.max_batch
+        )
+        if not batches:
+            return
+        try:
+            created = await self.apply(batches)
+        except TRANSIENT as exc:
+            # Nothing of the batch is committed to Kafka: read it again once the outage passes.
+            log.warning("transition batch failed (%s); retrying", type(exc).__name__)
+            for tp, records in batches.items():
+                with contextlib.suppress(KafkaError, AssertionError):
+                    self.consumer.seek(tp, records[0].offset)
+            await self._backoff()
+            return
+        if created:
+            self.on_created()
+        try:
+            await self.consumer.commit(
+                {tp: records[-1].offset + 1 for tp, records in batches.items()}
+            )
+        except KafkaError as exc:
+            # E.g. a rebalance took the partitions away: their next owner reads the batch again
+            # and creates nothing new.
+            log.warning("offset commit failed (%s); the batch will be replayed harmlessly",
+                        type(exc).__name__)
+
+    async def apply(self, batches: Batches) -> int:
+        """Create the batch's deliveries (one database transaction); dead-letter bad records."""
+        planned: list[PlannedDelivery] = []
+        dead: list[tuple[TopicPartition, ConsumerRecord[bytes, bytes], MalformedTransition]] = []
+        for tp, records in batches.items():
+            for record in records:
+                try:
+                    transition = parse_record(record.value)
+                except MalformedTransition as exc:
+                    dead.append((tp, record, exc))
+                    continue
+                found = plan(transition, self.journeys)
+                metrics.TRANSITIONS.labels("matched" if found else "unmatched").inc()
+                planned.extend(found)
+        created = await create_deliveries(self.engine, planned, self.clock.now())
+        for delivery in created:
+            metrics.DELIVERIES_CREATED.labels(delivery.endpoint_id).inc()
+        for tp, record, error in dead:
+            await self._dead_letter(tp, record, error)
+        return len(created)
+
+    async def _dead_letter(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes],
+                           error: MalformedTransition) -> None:
+        await self.producer.send_and_wait(
+            self.kafka.dead_letter_topic,
+            value=record.value,
+            key=record.key,
+            headers=[
+                ("polku.source.topic", tp.topic.encode()),
+                ("polku.source.partition", str(tp.partition).encode()),
+                ("polku.source.offset", str(record.offset).encode()),
+                ("polku.error.reason", error.reason.encode()),
+                ("polku.error", error.error.encode()),
+            ],
+        )
+        metrics.TRANSITIONS.labels("dead_letter").inc()
+        log.warning("dead-lettered offset %d of partition %d: %s", record.offset, tp.partition,
+                    error)
+
+    async def _backoff(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), 1.0)

@@ -1,0 +1,378 @@
+"""Delivers due deliveries: claims them from PostgreSQL, attempts each, records the results.
+
+- Several workers can run: claims skip rows another worker holds and carry a lease; a worker
+  killed mid-attempt leaves its deliveries to be claimed again when the lease runs out, so none
+  is lost (the receiver may see a webhook-id twice and dedupes on it).
+- One slow endpoint never delays the others: each endpoint gets at most
+  `endpoint_concurrency` attempts at a time and its own circuit breaker, and a worker claims at
+  most twice that many of an endpoint's deliveries (the second half waits in memory to follow
+  the running ones without a database round trip), so one backlog never fills a worker.
+- Results are written in small batches; the next attempt's time is stored with the delivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import httpx
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.actions import metrics
+from services.actions.attempt import Outcome, Result, attempt
+from services.actions.breaker import Breaker, BreakerState
+from services.actions.retry import RetrySchedule
+from services.actions.settings import ActionsSettings
+from services.actions.signing import SecretUnavailable, resolve_secrets
+from services.actions.store import (
+    DELIVERED,
+    FAILED,
+    PENDING,
+    AttemptResult,
+    Delivery,
+    backlog,
+    claim_due,
+    purge_finished,
+    record_results,
+)
+from shared.clock import Clock
+
+log = logging.getLogger(__name__)
+
+# Failures of the database that pass by themselves; anything else is a bug.
+TRANSIENT = (SQLAlchemyError, OSError, TimeoutError)
+GONE_HOLD_S = 30.0
+# Claimed deliveries per endpoint, as a multiple of its concurrency (see Dispatcher.window).
+PREFETCH = 2
+PURGE_EVERY_S = 600.0
+PURGE_BATCH = 5000
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        settings: ActionsSettings,
+        transport: httpx.AsyncBaseTransport,
+        clock: Clock,
+        *,
+        wall: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.transport = transport
+        # Schedules retries and leases; a ManualClock in tests. Signatures use the wall clock
+        # (`wall`), because receivers compare webhook-timestamp with theirs.
+        self.clock = clock
+        self.wall = wall
+        self.monotonic = monotonic
+        self.schedule = RetrySchedule.of(settings.retry_schedule_s, settings.retry_jitter,
+                                         settings.retry_after_max_s)
+        self.breakers: dict[str, Breaker] = {}
+        # Endpoints that just answered 410, until their disabling is surely written down.
+        self._gone: dict[str, float] = {}
+        self._busy: Counter[str] = Counter()
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        # Claimed by this worker and not yet written back: never claimed again meanwhile.
+        self._held: set[str] = set()
+        # Claimed deliveries waiting for a free slot of their endpoint, with their claim token.
+        self._queued: dict[str, deque[tuple[Delivery, str]]] = {}
+        self._results: list[AttemptResult] = []
+        self._released: list[tuple[str, str]] = []
+        self._wake = asyncio.Event()
+        self._flush = asyncio.Event()
+        self._stopping = asyncio.Event()
+
+    # -- control -------------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """New or replayed deliveries may be due: look now rather than at the next poll."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._tasks)
+
+    async def run(self) -> None:
+        writer = asyncio.create_task(self._write_loop(), name="actions-writer")
+        gauges = asyncio.create_task(self._gauge_loop(), name="actions-gauges")
+        try:
+            while not self._stopping.is_set():
+                self._wake.clear()
+                try:
+                    claimed = await self.dispatch_once()
+                except TRANSIENT as exc:
+                    log.warning("claiming deliveries failed (%s); retrying", type(exc).__name__)
+                    await self._sleep(1.0)
+                    continue
+                if claimed == 0:
+                    await self._sleep(self.settings.dispatch_poll_s)
+        finally:
+            gauges.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await gauges
+            await self._drain()
+            self._flush.set()
+            await writer
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+
+    async def _drain(self) -> None:
+        """Give back what waits unstarted; let running attempts finish within the grace period,
+        then cut them short (their deliveries are sent again, with the same webhook-id)."""
+        for endpoint in list(self._queued):
+            self._release_queued(endpoint)
+        if self._tasks:
+            _, late = await asyncio.wait(list(self._tasks.values()),
+                                         timeout=self.settings.shutdown_grace_s)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+
+    # -- claiming ------------------------------------------------------------------------------
+
+    def breaker(self, endpoint_id: str) -> Breaker:
+        breaker = self.breakers.get(endpoint_id)
+        if breaker is None:
+            s = self.settings
+            breaker = Breaker(s.breaker_failures, s.breaker_open_s, s.breaker_max_open_s,
+                              self.monotonic)
+            self.breakers[endpoint_id] = breaker
+        return breaker
+
+    def enabled(self, endpoint_id: str) -> None:
+        """An operator re-enabled the endpoint: forget that it said 410."""
+        self._gone.pop(endpoint_id, None)
+
+    def _is_gone(self, endpoint_id: str) -> bool:
+        until = self._gone.get(endpoint_id)
+        if until is not None and self.monotonic() >= until:
+            del self._gone[endpoint_id]
+            return False
+        return until is not None
+
+    @property
+    def window(self) -> int:
+        """Deliveries an endpoint may have claimed here: running plus as many waiting, so an
+        attempt that finishes is followed at once, without a database round trip."""
+        return self.settings.endpoint_concurrency * PREFETCH
+
+    def free_slots(self) -> dict[str, int]:
+        """How many more deliveries of each known endpoint to claim now."""
+        slots: dict[str, int] = {}
+        for endpoint, breaker in self.breakers.items():
+            held = self._busy[endpoint] + len(self._queued.get(endpoint, ()))
+            free = max(0, self.window - held)
+            if self._is_gone(endpoint) or (breaker.state is not BreakerState.CLOSED and held):
+                free = 0
+            slots[endpoint] = breaker.slots(free)
+        return slots
+
+    async def dispatch_once(self) -> int:
+        """Claim what is due and start what the endpoints' limits allow; returns how many
+        deliveries were claimed."""
+        waiting = sum(len(q) for q in self._queued.values())
+        total = self.settings.max_in_flight - len(self._tasks) - waiting
+        if total <= 0:
+            return 0
+        now = self.clock.now()
+        token, claimed = await claim_due(
+            self.engine,
+            now=now,
+            lease_until=now + timedelta(seconds=self.settings.lease_s),
+            slots=self.free_slots(),
+            default_slots=self.window,
+            total=total,
+            exclude=sorted(self._held),
+        )
+        for delivery in claimed:
+            self._held.add(delivery.id)
+            self._queued.setdefault(delivery.endpoint_id, deque()).append((delivery, token))
+        for endpoint in {d.endpoint_id for d in claimed}:
+            self._start_ready(endpoint)
+        return len(claimed)
+
+    def _start_ready(self, endpoint: str) -> None:
+        """Start the endpoint's waiting deliveries while it has free concurrency."""
+        queue = self._queued.get(endpoint)
+        if not queue:
+            return
+        breaker = self.breaker(endpoint)
+        if self._stopping.is_set() or self._is_gone(endpoint) or (
+            breaker.state is BreakerState.OPEN
+        ):
+            self._release_queued(endpoint)  # it said 410 or its breaker opened since the claim
+            return
+        limit = self.settings.endpoint_concurrency
+        while queue and self._busy[endpoint] < limit and breaker.allow():
+            delivery, token = queue.popleft()
+            self._busy[endpoint] += 1
+            self._tasks[delivery.id] = asyncio.create_task(self._deliver(delivery, token))
+        metrics.IN_FLIGHT.set(len(self._tasks))
+
+    def _release_queued(self, endpoint: str) -> None:
+        queue = self._queued.pop(endpoint, deque())
+        for delivery, token in queue:
+            self._release(delivery.id, token)
+
+    # -- attempting ----------------------------------------------------------------------------
+
+    async def _deliver(self, delivery: Delivery, token: str) -> None:
+        endpoint = delivery.endpoint_id
+        breaker = self.breaker(endpoint)
+        try:
+            outcome = await self._attempt(delivery)
+        except Exception as exc:  # a bug must not strand the delivery: record it as failed
+            log.exception("attempt of delivery %s crashed", delivery.id)
+            outcome = Outcome(Result.FAILED, error=f"internal error: {type(exc).__name__}")
+        except asyncio.CancelledError:
+            # Shutdown cut the attempt short: not an attempt; the next claim sends it again.
+            breaker.record_abandoned()
+            self._release(delivery.id, token)
+            raise
+        finally:
+            self._busy[endpoint] -= 1
+            self._tasks.pop(delivery.id, None)
+            metrics.IN_FLIGHT.set(len(self._tasks))
+        if outcome.result is Result.GONE:
+            # Claim nothing more for it while the disabling is being written.
+            self._gone[endpoint] = self.monotonic() + GONE_HOLD_S
+        if outcome.endpoint_failure:
+            breaker.record_failure()
+        elif outcome.result is Result.DELIVERED:
+            breaker.record_success()
+        else:
+            breaker.record_abandoned()
+        metrics.BREAKER_STATE.labels(endpoint).set(int(breaker.state))
+        metrics.ATTEMPT_SECONDS.labels(endpoint).observe(outcome.seconds)
+        self._results.append(self.result(delivery, token, outcome))
+        self._flush.set()
+        self._start_ready(endpoint)
+        self._wake.set()  # room to claim more
+
+    async def _attempt(self, delivery: Delivery) -> Outcome:
+        try:
+            keys = resolve_secrets(delivery.secret_env, delivery.secret_file)
+        except SecretUnavailable as exc:
+            return Outcome(Result.FAILED, error=f"signing secret unavailable: {exc}")
+        return await attempt(
+            self.transport,
+            url=delivery.url,
+            webhook_id=delivery.id,
+            body=delivery.payload.encode(),
+            keys=keys,
+            timestamp=int(self.wall()),
+            extra_headers=delivery.headers,
+            timeout_s=self.settings.attempt_timeout_s,
+            excerpt_chars=self.settings.response_excerpt_chars,
+        )
+
+    def result(self, delivery: Delivery, token: str, outcome: Outcome) -> AttemptResult:
+        """The delivery's next state after this attempt, per the retry schedule."""
+        now = self.clock.now()
+        endpoint = delivery.endpoint_id
+
+        def done(status: str, label: str, error: str | None = outcome.error,
+                 next_at: datetime | None = None) -> AttemptResult:
+            metrics.ATTEMPTS.labels(endpoint, label).inc()
+            if status == FAILED:
+                metrics.DEAD_LETTERS.labels(endpoint).inc()
+            return AttemptResult(delivery.id, token, endpoint, status, now, next_at,
+                                 outcome.http_status, error, outcome.result is Result.GONE)
+
+        if outcome.result is Result.DELIVERED:
+            return done(DELIVERED, "delivered", None)
+        if outcome.result is Result.GONE:
+            metrics.ENDPOINTS_DISABLED.labels(endpoint).inc()
+            return done(FAILED, "gone")
+        if outcome.result is Result.REFUSED:
+            log.warning("delivery %s refused: %s", delivery.id, outcome.error)
+            return done(FAILED, "refused")
+        attempts_made = delivery.attempts + 1
+        delay = self.schedule.next_delay(attempts_made, outcome.retry_after_s)
+        if delay is None:
+            return done(FAILED, "dead_letter",
+                        f"gave up after {attempts_made} attempts; last: {outcome.error}")
+        return done(PENDING, "retry", next_at=now + timedelta(seconds=delay))
+
+    def _release(self, delivery_id: str, token: str) -> None:
+        self._released.append((delivery_id, token))
+        self._flush.set()
+
+    # -- writing results -----------------------------------------------------------------------
+
+    async def _write_loop(self) -> None:
+        while True:
+            await self._flush.wait()
+            self._flush.clear()
+            await asyncio.sleep(0.005)  # let a few more results join this batch
+            await self.write_pending()
+            if self._stopping.is_set() and not self._tasks:
+                return
+
+    async def write_pending(self) -> None:
+        while self._results or self._released:
+            results, self._results = self._results, []
+            released, self._released = self._released, []
+            try:
+                swept = await record_results(self.engine, results, released)
+            except TRANSIENT as exc:
+                log.warning("writing %d results failed (%s); retrying",
+                            len(results) + len(released), type(exc).__name__)
+                self._results[:0] = results
+                self._released[:0] = released
+                if self._stopping.is_set() and not self._tasks:
+                    # Unwritten results are safe: the leases run out and the deliveries are
+                    # attempted again, with the same webhook-id.
+                    return
+                await asyncio.sleep(1.0)
+                continue
+            if swept:
+                log.warning("endpoint answered 410 Gone: %d waiting deliveries dead-lettered",
+                            swept)
+            self._held.difference_update(r.delivery_id for r in results)
+            self._held.difference_update(i for i, _ in released)
+
+    async def _purge(self) -> None:
+        cutoff = self.clock.now() - timedelta(days=self.settings.retention_days)
+        try:
+            while await purge_finished(self.engine, cutoff, PURGE_BATCH) == PURGE_BATCH:
+                pass  # each batch is its own short transaction
+        except TRANSIENT as exc:
+            log.warning("purging old deliveries failed (%s)", type(exc).__name__)
+
+    # -- gauges --------------------------------------------------------------------------------
+
+    async def _gauge_loop(self) -> None:
+        """Backlog gauges, breaker states and, now and then, the retention purge."""
+        known: set[str] = set()
+        next_purge = 0.0
+        while True:
+            if self.monotonic() >= next_purge:
+                next_purge = self.monotonic() + PURGE_EVERY_S
+                await self._purge()
+            try:
+                pending, dead = await backlog(self.engine)
+            except TRANSIENT:
+                pending, dead = {}, {}
+            else:
+                for endpoint in known | set(pending) | set(dead):
+                    metrics.RETRIES_PENDING.labels(endpoint).set(pending.get(endpoint, 0))
+                    metrics.DEAD_LETTERS_STORED.labels(endpoint).set(dead.get(endpoint, 0))
+                known |= set(pending) | set(dead)
+            for endpoint, breaker in self.breakers.items():
+                metrics.BREAKER_STATE.labels(endpoint).set(int(breaker.state))
+            await asyncio.sleep(self.settings.gauge_interval_s)

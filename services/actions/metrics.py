@@ -1,0 +1,40 @@
+"""Prometheus metrics of the actions worker. Labels name endpoints by id (`ep_...`, see
+GET /v1/endpoints for the URL), never a contact or a URL that might carry a token."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+TRANSITIONS = Counter(
+    "polku_actions_transitions_total", "Transition records consumed, by outcome", ["outcome"]
+)  # outcome: matched | unmatched | dead_letter
+DELIVERIES_CREATED = Counter(
+    "polku_actions_deliveries_created_total", "Deliveries created (one per transition and "
+    "matching endpoint; a redelivered transition creates none)", ["endpoint"]
+)
+ATTEMPTS = Counter(
+    "polku_actions_attempts_total", "Delivery attempts, by endpoint and outcome", ["endpoint",
+                                                                                  "outcome"]
+)  # outcome: delivered | retry | dead_letter | refused | gone
+ATTEMPT_SECONDS = Histogram(
+    "polku_actions_attempt_seconds", "Duration of one delivery attempt (HTTP POST)", ["endpoint"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30),
+)
+DEAD_LETTERS = Counter(
+    "polku_actions_dead_letters_total", "Deliveries that became dead letters", ["endpoint"]
+)
+RETRIES_PENDING = Gauge(
+    "polku_actions_retries_pending", "Deliveries waiting for a retry (failed at least once)",
+    ["endpoint"],
+)
+DEAD_LETTERS_STORED = Gauge(
+    "polku_actions_dead_letters_stored", "Dead-lettered deliveries currently stored",
+    ["endpoint"],
+)
+BREAKER_STATE = Gauge(
+    "polku_actions_breaker_state", "Circuit breaker of each endpoint in this worker: "
+    "0 closed, 1 half-open, 2 open", ["endpoint"],
+)
+IN_FLIGHT = Gauge("polku_actions_in_flight", "Delivery attempts running in this worker")
+ENDPOINTS_DISABLED = Counter(
+    "polku_actions_endpoints_disabled_total", "Endpoints disabled after answering 410 Gone",
+    ["endpoint"],
+)

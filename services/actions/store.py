@@ -1,0 +1,416 @@
+"""Deliveries and endpoints in PostgreSQL: creating, claiming, recording attempts, replaying.
+
+Guarantees kept here:
+- a delivery's id is its `webhook-id`; creating one twice (a redelivered transition) inserts
+  nothing (ON CONFLICT DO NOTHING), so each endpoint gets one logical delivery per transition;
+- a worker claims due deliveries with FOR UPDATE SKIP LOCKED and a lease, so several workers
+  share the work and a crashed worker's deliveries are taken over once its lease runs out;
+- an attempt's result is written only by the claim that made it (matching `claim_token`).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.actions.deliveries import PlannedDelivery
+from shared.db.tables import webhook_deliveries as deliveries
+from shared.db.tables import webhook_endpoints as endpoints
+
+PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
+STATUSES = (PENDING, DELIVERED, FAILED)
+_INSERT_CHUNK = 1000
+
+
+class DeliveryNotFound(Exception):
+    def __init__(self, delivery_id: str) -> None:
+        super().__init__(f"there is no delivery {delivery_id}")
+
+
+class EndpointNotFound(Exception):
+    def __init__(self, endpoint_id: str) -> None:
+        super().__init__(f"there is no endpoint {endpoint_id}")
+
+
+class DeliveryConflict(Exception):
+    """The delivery cannot be retried in its current state (already pending, endpoint off)."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: str
+    transition_id: str
+    endpoint_id: str
+    url: str
+    journey_id: str
+    contact: str
+    payload: str
+    secret_env: str | None
+    secret_file: str | None
+    headers: Mapping[str, str]
+    status: str
+    attempts: int
+    next_attempt_at: datetime
+    claim_token: str | None
+    last_status: int | None
+    last_error: str | None
+    last_attempt_at: datetime | None
+    created_at: datetime
+    delivered_at: datetime | None
+    failed_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> Delivery:
+        values = dict(row._mapping)
+        if isinstance(values["headers"], str):  # raw JSONB from a textual query
+            values["headers"] = json.loads(values["headers"])
+        return cls(**{name: values[name] for name in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    id: str
+    url: str
+    disabled_at: datetime | None
+    disabled_reason: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    """What one attempt did to its delivery; written in batches by the dispatcher."""
+
+    delivery_id: str
+    claim_token: str
+    endpoint_id: str
+    status: str  # the delivery's new status: pending (retry) | delivered | failed
+    attempted_at: datetime
+    next_attempt_at: datetime | None = None
+    http_status: int | None = None
+    error: str | None = None
+    gone: bool = False  # 410: disable the endpoint and dead-letter what waits for it
+
+
+async def create_deliveries(
+    engine: AsyncEngine, planned: Sequence[PlannedDelivery], now: datetime
+) -> list[PlannedDelivery]:
+    """Insert the deliveries that don't exist yet, in one transaction; returns those created.
+
+    Deliveries to an endpoint disabled by a 410 are created as dead letters straight away, so
+    they show up in GET /v1/deliveries?status=failed and can be replayed once it is re-enabled.
+    """
+    if not planned:
+        return []
+    urls = {p.endpoint_id: p.url for p in planned}
+    created: set[str] = set()
+    async with engine.begin() as conn:
+        await conn.execute(
+            pg_insert(endpoints).on_conflict_do_nothing(index_elements=["id"]),
+            [{"id": eid, "url": url} for eid, url in sorted(urls.items())],
+        )
+        disabled = {
+            row.id: row.disabled_reason
+            for row in await conn.execute(
+                sa.select(endpoints.c.id, endpoints.c.disabled_reason).where(
+                    endpoints.c.id.in_(list(urls)), endpoints.c.disabled_at.is_not(None)
+                )
+            )
+        }
+        rows = [_delivery_row(p, now, disabled) for p in planned]
+        statement = (
+            pg_insert(deliveries).on_conflict_do_nothing(index_elements=["id"])
+            .returning(deliveries.c.id)
+        )
+        for i in range(0, len(rows), _INSERT_CHUNK):
+            result = await conn.execute(statement, rows[i:i + _INSERT_CHUNK])
+            created.update(result.scalars())
+    return [p for p in planned if p.id in created]
+
+
+def _delivery_row(p: PlannedDelivery, now: datetime, disabled: Mapping[str, str | None]
+                  ) -> dict[str, Any]:
+    off = p.endpoint_id in disabled
+    return {
+        "id": p.id,
+        "transition_id": p.transition_id,
+        "endpoint_id": p.endpoint_id,
+        "journey_id": p.journey_id,
+        "contact": p.contact,
+        "payload": p.payload,
+        "secret_env": p.secret_env,
+        "secret_file": p.secret_file,
+        "headers": dict(p.headers),
+        "status": FAILED if off else PENDING,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "last_error": f"endpoint disabled: {disabled[p.endpoint_id]}" if off else None,
+        "created_at": now,
+        "failed_at": now if off else None,
+    }
+
+
+_CLAIM = sa.text("""
+WITH slots AS (
+    SELECT * FROM unnest(CAST(:slot_ids AS text[]), CAST(:slot_free AS int[])) AS s(id, free)
+), picked AS (
+    SELECT d.id, e.url
+    FROM webhook_endpoints e
+    LEFT JOIN slots ON slots.id = e.id
+    CROSS JOIN LATERAL (
+        SELECT w.id FROM webhook_deliveries w
+        WHERE w.endpoint_id = e.id AND w.status = 'pending' AND w.next_attempt_at <= :now
+          AND (w.lease_until IS NULL OR w.lease_until <= :now)
+          AND w.id <> ALL(CAST(:exclude AS text[]))
+        ORDER BY w.next_attempt_at
+        LIMIT least(coalesce(slots.free, :default_free), :total)
+        FOR UPDATE OF w SKIP LOCKED
+    ) d
+    WHERE e.disabled_at IS NULL
+    ORDER BY random()
+    LIMIT :total
+)
+UPDATE webhook_deliveries w SET lease_until = :lease_until, claim_token = :token
+FROM picked WHERE w.id = picked.id
+RETURNING w.*, picked.url
+""")
+
+
+async def claim_due(
+    engine: AsyncEngine,
+    *,
+    now: datetime,
+    lease_until: datetime,
+    slots: Mapping[str, int],
+    default_slots: int,
+    total: int,
+    exclude: Sequence[str] = (),
+) -> tuple[str, list[Delivery]]:
+    """Lease up to `total` due deliveries, at most `slots[endpoint]` (else `default_slots`) per
+    endpoint, skipping rows another worker holds. Returns the claim token and the deliveries."""
+    token = str(uuid.uuid4())
+    if total <= 0:
+        return token, []
+    ids = list(slots)
+    async with engine.connect() as conn:
+        # One statement, atomic by itself: no BEGIN/COMMIT round trips.
+        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        rows = await conn.execute(_CLAIM, {
+            "slot_ids": ids, "slot_free": [slots[i] for i in ids], "default_free": default_slots,
+            "now": now, "exclude": list(exclude), "total": total, "lease_until": lease_until,
+            "token": token,
+        })
+        claimed = [Delivery.from_row(row) for row in rows]
+    return token, claimed
+
+
+_RECORD = (
+    deliveries.update()
+    .where(deliveries.c.id == sa.bindparam("b_id"),
+           deliveries.c.claim_token == sa.bindparam("b_token"))
+    .values(
+        status=sa.bindparam("b_status"),
+        attempts=deliveries.c.attempts + 1,
+        next_attempt_at=sa.func.coalesce(sa.bindparam("b_next", type_=sa.DateTime(timezone=True)),
+                                         deliveries.c.next_attempt_at),
+        lease_until=None,
+        claim_token=None,
+        last_status=sa.bindparam("b_http_status", type_=sa.Integer),
+        last_error=sa.bindparam("b_error", type_=sa.Text),
+        last_attempt_at=sa.bindparam("b_at", type_=sa.DateTime(timezone=True)),
+        delivered_at=sa.bindparam("b_delivered_at", type_=sa.DateTime(timezone=True)),
+        failed_at=sa.bindparam("b_failed_at", type_=sa.DateTime(timezone=True)),
+    )
+)
+
+_RELEASE = (
+    deliveries.update()
+    .where(deliveries.c.id == sa.bindparam("b_id"),
+           deliveries.c.claim_token == sa.bindparam("b_token"))
+    .values(lease_until=None, claim_token=None)
+)
+
+
+async def record_results(
+    engine: AsyncEngine, results: Sequence[AttemptResult], released: Sequence[tuple[str, str]]
+) -> int:
+    """Write attempt results and give back leases never used (id, token), in one transaction.
+
+    Returns how many waiting deliveries became dead letters because their endpoint answered
+    410 Gone (besides the ones in `results`).
+    """
+    swept = 0
+    async with engine.begin() as conn:
+        if results:
+            await conn.execute(_RECORD, [_result_params(r) for r in results])
+        if released:
+            await conn.execute(_RELEASE, [{"b_id": i, "b_token": t} for i, t in released])
+        for result in results:
+            if result.gone:
+                swept += await _disable(conn, result.endpoint_id, result.attempted_at,
+                                        "answered 410 Gone")
+    return swept
+
+
+def _result_params(r: AttemptResult) -> dict[str, Any]:
+    return {
+        "b_id": r.delivery_id, "b_token": r.claim_token, "b_status": r.status,
+        "b_next": r.next_attempt_at, "b_http_status": r.http_status, "b_error": r.error,
+        "b_at": r.attempted_at,
+        "b_delivered_at": r.attempted_at if r.status == DELIVERED else None,
+        "b_failed_at": r.attempted_at if r.status == FAILED else None,
+    }
+
+
+async def _disable(conn: Any, endpoint_id: str, now: datetime, reason: str) -> int:
+    await conn.execute(
+        endpoints.update().where(endpoints.c.id == endpoint_id, endpoints.c.disabled_at.is_(None))
+        .values(disabled_at=now, disabled_reason=reason)
+    )
+    # Clearing the claim token voids any attempt still running elsewhere for these.
+    swept = await conn.execute(
+        deliveries.update()
+        .where(deliveries.c.endpoint_id == endpoint_id, deliveries.c.status == PENDING)
+        .values(status=FAILED, failed_at=now, lease_until=None, claim_token=None,
+                last_error=f"endpoint disabled: {reason}")
+    )
+    return int(swept.rowcount or 0)
+
+
+def _listing(status: str | None, endpoint_id: str | None, since: datetime | None
+             ) -> list[sa.ColumnElement[bool]]:
+    where: list[sa.ColumnElement[bool]] = []
+    if status is not None:
+        where.append(deliveries.c.status == status)
+    if endpoint_id is not None:
+        where.append(deliveries.c.endpoint_id == endpoint_id)
+    if since is not None:
+        where.append(deliveries.c.created_at >= since)
+    return where
+
+
+_WITH_URL = sa.select(deliveries, endpoints.c.url).join(
+    endpoints, endpoints.c.id == deliveries.c.endpoint_id
+)
+
+
+async def list_deliveries(
+    engine: AsyncEngine, *, status: str | None = None, endpoint_id: str | None = None,
+    since: datetime | None = None, transition_id: str | None = None, limit: int = 100,
+    offset: int = 0,
+) -> list[Delivery]:
+    where = _listing(status, endpoint_id, since)
+    if transition_id is not None:
+        where.append(deliveries.c.transition_id == transition_id)
+    query = (_WITH_URL.where(*where)
+             .order_by(deliveries.c.created_at.desc(), deliveries.c.id).limit(limit).offset(offset))
+    async with engine.connect() as conn:
+        return [Delivery.from_row(row) for row in await conn.execute(query)]
+
+
+async def get_delivery(engine: AsyncEngine, delivery_id: str) -> Delivery:
+    async with engine.connect() as conn:
+        row = (await conn.execute(_WITH_URL.where(deliveries.c.id == delivery_id))).first()
+    if row is None:
+        raise DeliveryNotFound(delivery_id)
+    return Delivery.from_row(row)
+
+
+_REPLAY = {
+    "status": PENDING, "attempts": 0, "lease_until": None, "claim_token": None,
+    "delivered_at": None, "failed_at": None,
+}
+
+
+async def retry_delivery(engine: AsyncEngine, delivery_id: str, now: datetime) -> Delivery:
+    """Deliver a dead letter (or a delivered one) again, from the start of the schedule, with
+    the same webhook-id and body."""
+    async with engine.begin() as conn:
+        row = (await conn.execute(
+            sa.select(deliveries.c.status, endpoints.c.disabled_at)
+            .join(endpoints, endpoints.c.id == deliveries.c.endpoint_id)
+            .where(deliveries.c.id == delivery_id).with_for_update(of=deliveries)
+        )).first()
+        if row is None:
+            raise DeliveryNotFound(delivery_id)
+        if row.disabled_at is not None:
+            raise DeliveryConflict("its endpoint is disabled; enable it first "
+                                   "(POST /v1/endpoints/{id}/enable)")
+        if row.status == PENDING:
+            raise DeliveryConflict("the delivery is already pending")
+        await conn.execute(deliveries.update().where(deliveries.c.id == delivery_id)
+                           .values(next_attempt_at=now, **_REPLAY))
+    return await get_delivery(engine, delivery_id)
+
+
+async def redeliver(
+    engine: AsyncEngine, *, status: str, since: datetime, now: datetime,
+    endpoint_id: str | None = None,
+) -> int:
+    """Bulk replay: every delivery in `status` created at or after `since`, except those of
+    disabled endpoints, goes back to pending with its webhook-id. Returns how many."""
+    enabled = sa.select(endpoints.c.id).where(endpoints.c.disabled_at.is_(None))
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            deliveries.update()
+            .where(*_listing(status, endpoint_id, since),
+                   deliveries.c.endpoint_id.in_(enabled.scalar_subquery()))
+            .values(next_attempt_at=now, **_REPLAY)
+        )
+    return int(result.rowcount or 0)
+
+
+async def list_endpoints(engine: AsyncEngine) -> list[Endpoint]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(sa.select(endpoints).order_by(endpoints.c.url))
+        return [Endpoint(r.id, r.url, r.disabled_at, r.disabled_reason, r.created_at)
+                for r in rows]
+
+
+async def enable_endpoint(engine: AsyncEngine, endpoint_id: str) -> Endpoint:
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            endpoints.update().where(endpoints.c.id == endpoint_id)
+            .values(disabled_at=None, disabled_reason=None).returning(*endpoints.c)
+        )
+        row = result.first()
+    if row is None:
+        raise EndpointNotFound(endpoint_id)
+    return Endpoint(row.id, row.url, row.disabled_at, row.disabled_reason, row.created_at)
+
+
+async def backlog(engine: AsyncEngine) -> tuple[dict[str, int], dict[str, int]]:
+    """Per endpoint: deliveries waiting for a retry, and dead letters stored."""
+    async with engine.connect() as conn:
+        retrying = await conn.execute(
+            sa.select(deliveries.c.endpoint_id, sa.func.count())
+            .where(deliveries.c.status == PENDING, deliveries.c.attempts > 0)
+            .group_by(deliveries.c.endpoint_id)
+        )
+        pending = {str(e): int(n) for e, n in retrying}
+        failed = await conn.execute(
+            sa.select(deliveries.c.endpoint_id, sa.func.count())
+            .where(deliveries.c.status == FAILED).group_by(deliveries.c.endpoint_id)
+        )
+        dead = {str(e): int(n) for e, n in failed}
+    return pending, dead
+
+
+async def purge_finished(engine: AsyncEngine, before: datetime, batch: int = 5000) -> int:
+    """Delete delivered and dead-lettered deliveries created before `before`, a batch at a time
+    so no long lock is held. Returns how many went."""
+    old = (
+        sa.select(deliveries.c.id)
+        .where(deliveries.c.status.in_((DELIVERED, FAILED)), deliveries.c.created_at < before)
+        .limit(batch).scalar_subquery()
+    )
+    async with engine.begin() as conn:
+        result = await conn.execute(deliveries.delete().where(deliveries.c.id.in_(old)))
+    return int(result.rowcount or 0)

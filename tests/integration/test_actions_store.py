@@ -1,0 +1,131 @@
+"""The delivery store on real PostgreSQL: idempotent creation, claims that several workers can
+share, leases that outlive a crashed worker, results written only by their claim."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.actions import store
+from services.actions.deliveries import PlannedDelivery, endpoint_id
+from services.actions.store import AttemptResult
+from shared.clock import ManualClock
+from shared.settings import DatabaseSettings, KafkaSettings
+from tests.integration.test_actions_harness import (
+    SECRET,
+    SECRET_ENV,
+    Receiver,
+    clear_deliveries,
+    fast_settings,
+    running_actions,
+    write_journey,
+)
+
+NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+async def no_earlier_deliveries(engine: AsyncEngine) -> None:
+    await clear_deliveries(engine)
+
+
+def planned(url: str, n: int) -> list[PlannedDelivery]:
+    return [
+        PlannedDelivery(
+            id=f"msg_{uuid.uuid4().hex}", transition_id=str(uuid.uuid4()),
+            endpoint_id=endpoint_id(url), url=url, journey_id="deals", contact=f"c-{i}",
+            payload="{}", secret_env=SECRET_ENV, secret_file=None,
+        )
+        for i in range(n)
+    ]
+
+
+async def claim(engine: AsyncEngine, now: datetime = NOW, slots: int = 10, total: int = 100,
+                exclude: tuple[str, ...] = ()) -> tuple[str, list[store.Delivery]]:
+    return await store.claim_due(engine, now=now, lease_until=now + timedelta(seconds=60),
+                                 slots={}, default_slots=slots, total=total, exclude=exclude)
+
+
+async def test_creating_a_delivery_twice_creates_it_once(engine: AsyncEngine) -> None:
+    batch = planned("https://a.example/hook", 3)
+    assert len(await store.create_deliveries(engine, batch, NOW)) == 3
+    assert await store.create_deliveries(engine, batch, NOW) == []
+    assert len(await store.list_deliveries(engine, status="pending")) == 3
+
+
+async def test_concurrent_claims_never_share_a_delivery(engine: AsyncEngine) -> None:
+    for i in range(5):
+        await store.create_deliveries(engine, planned(f"https://{i}.example/hook", 40), NOW)
+    ids: list[str] = []
+    for _ in range(20):  # rounds of eight workers claiming at once
+        claims = await asyncio.gather(*(claim(engine, slots=40, total=30) for _ in range(8)))
+        ids += [d.id for _, found in claims for d in found]
+    assert len(ids) == len(set(ids)) == 200  # all claimed, none twice
+
+
+async def test_a_claim_takes_at_most_the_free_slots_of_each_endpoint(engine: AsyncEngine) -> None:
+    busy, quiet = "https://busy.example/hook", "https://quiet.example/hook"
+    await store.create_deliveries(engine, planned(busy, 10) + planned(quiet, 10), NOW)
+    _, found = await store.claim_due(
+        engine, now=NOW, lease_until=NOW + timedelta(seconds=60),
+        slots={endpoint_id(busy): 1}, default_slots=4, total=100,
+    )
+    per_endpoint = {e: sum(1 for d in found if d.endpoint_id == e) for e in
+                    (endpoint_id(busy), endpoint_id(quiet))}
+    assert per_endpoint == {endpoint_id(busy): 1, endpoint_id(quiet): 4}
+
+
+async def test_a_crashed_workers_lease_runs_out_and_its_late_result_is_ignored(
+    engine: AsyncEngine,
+) -> None:
+    await store.create_deliveries(engine, planned("https://a.example/hook", 1), NOW)
+    first_token, (delivery,) = await claim(engine)
+    _, nothing = await claim(engine, now=NOW + timedelta(seconds=59))
+    assert nothing == []  # leased
+    second_token, (again,) = await claim(engine, now=NOW + timedelta(seconds=61))
+    assert again.id == delivery.id
+    late = AttemptResult(delivery.id, first_token, delivery.endpoint_id, store.FAILED, NOW,
+                         http_status=500, error="late")
+    on_time = AttemptResult(delivery.id, second_token, delivery.endpoint_id, store.DELIVERED,
+                            NOW + timedelta(seconds=62), http_status=200)
+    await store.record_results(engine, [late], [])
+    await store.record_results(engine, [on_time], [])
+    row = await store.get_delivery(engine, delivery.id)
+    assert (row.status, row.attempts, row.last_status) == ("delivered", 1, 200)
+
+
+async def test_finished_deliveries_are_purged_after_the_retention(engine: AsyncEngine) -> None:
+    old, recent = planned("https://a.example/hook", 2), planned("https://a.example/hook", 1)
+    await store.create_deliveries(engine, old, NOW - timedelta(days=40))
+    await store.create_deliveries(engine, recent, NOW)
+    token, claimed = await claim(engine)
+    await store.record_results(engine, [
+        AttemptResult(d.id, token, d.endpoint_id, store.DELIVERED, NOW) for d in claimed
+    ], [])
+    assert await store.purge_finished(engine, NOW - timedelta(days=30)) == 2
+    assert [d.id for d in await store.list_deliveries(engine)] == [recent[0].id]
+
+
+async def test_the_api_can_require_a_bearer_token(
+    topic_names: KafkaSettings, database_settings: DatabaseSettings, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(SECRET_ENV, SECRET)
+    with Receiver() as receiver:
+        async with running_actions(topic_names, database_settings,
+                                   write_journey(tmp_path / "j", receiver), ManualClock(),
+                                   fast_settings(admin_token="s3cret")) as svc:
+            denied = await svc.api.get("/v1/deliveries")
+            allowed = await svc.api.get("/v1/deliveries",
+                                        headers={"Authorization": "Bearer s3cret"})
+            naive = await svc.api.get("/v1/deliveries", params={"since": "2026-11-23T08:00"},
+                                      headers={"Authorization": "Bearer s3cret"})
+            health = await svc.api.get("/healthz")
+    assert denied.status_code == 401 and allowed.status_code == 200
+    assert naive.status_code == 422
+    assert health.status_code == 200  # ops endpoints stay open
