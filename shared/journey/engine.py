@@ -12,15 +12,11 @@ Precedence (documented in docs/journeys.md):
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime
 
-from shared.journey.describe import describe
 from shared.journey.errors import StateMismatch
-from shared.journey.evaluation import holds
 from shared.journey.evidence import observe
 from shared.journey.journey import Journey
-from shared.journey.rule import Rule
 from shared.journey.state import ContactState
 from shared.journey.step import Step
 from shared.journey.timer import TimerTick
@@ -74,7 +70,7 @@ def _adopt(
 ) -> tuple[ContactState, tuple[Transition, ...]]:
     """Bring a state written under another version of the journey up to this one."""
     if state.journey_version != journey.version:
-        state = replace(state, journey_version=journey.version)
+        state = state.evolve(journey_version=journey.version)
     stage = state.stage
     if stage is None or stage in journey.stage_ids or stage not in journey.retired_stages:
         # A removed stage without a `retired_stages` entry stays as it is: nothing is guessed,
@@ -106,11 +102,11 @@ def _fire_timers(
         state, transition = _move(
             state,
             journey,
-            rule.to,
+            rule.rule.to,
             fire_time(state, due_at),
-            f"timer:{rule.id}",
-            rule.id,
-            _rule_reason(rule),
+            f"timer:{rule.rule.id}",
+            rule.rule.id,
+            rule.reason,
         )
         fired.append(transition)
     return state, tuple(fired)
@@ -119,29 +115,33 @@ def _fire_timers(
 def _react(
     state: ContactState, touchpoint: Touchpoint, journey: Journey
 ) -> tuple[ContactState, tuple[Transition, ...]]:
+    compiled = journey.compiled
     now = state.last_event_at or touchpoint.timestamp
     at = _stamp(state, touchpoint.timestamp)
     cause = touchpoint.message_id
     if state.stage is None:
-        if journey.entry is not None and not holds(journey.entry, state, touchpoint, now):
+        if compiled.entry is not None and not compiled.entry(state, touchpoint, now):
             return state, ()
         landing = next(
             (
                 r
-                for r in journey.rules
-                if r.from_stages is None and holds(r.when, state, touchpoint, now)
+                for r in compiled.rules
+                if r.rule.from_stages is None and r.holds(state, touchpoint, now)
             ),
             None,
         )
-        to = landing.to if landing else journey.first_stage
-        reason = "entered the journey" + (f"; {_rule_reason(landing)}" if landing else "")
-        moved = _move(state, journey, to, at, cause, landing.id if landing else None, reason)
+        if landing is None:
+            moved = _move(state, journey, journey.first_stage, at, cause, None,
+                          "entered the journey")
+        else:
+            moved = _move(state, journey, landing.rule.to, at, cause, landing.rule.id,
+                          f"entered the journey; {landing.reason}")
         return moved[0], (moved[1],)
-    for rule in journey.rules:
-        if rule.admits(state.stage) and rule.to != state.stage:
-            if holds(rule.when, state, touchpoint, now):
-                moved = _move(state, journey, rule.to, at, cause, rule.id, _rule_reason(rule))
-                return moved[0], (moved[1],)
+    for candidate in compiled.rules_from(state.stage):
+        if candidate.holds(state, touchpoint, now):
+            rule = candidate.rule
+            moved = _move(state, journey, rule.to, at, cause, rule.id, candidate.reason)
+            return moved[0], (moved[1],)
     return state, ()
 
 
@@ -149,10 +149,6 @@ def _stamp(state: ContactState, at: datetime) -> datetime:
     # A late touchpoint cannot end the current stage before it began.
     entered = state.stage_entered_at
     return entered if entered is not None and entered > at else at
-
-
-def _rule_reason(rule: Rule) -> str:
-    return f"rule '{rule.id}': {rule.reason or describe(rule.when)}"
 
 
 def _move(
@@ -177,4 +173,4 @@ def _move(
         rule_id=rule_id,
         reason=reason,
     )
-    return replace(state, stage=to, stage_entered_at=at, sequence=sequence), transition
+    return state.evolve(stage=to, stage_entered_at=at, sequence=sequence), transition

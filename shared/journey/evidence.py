@@ -7,14 +7,12 @@ counts and scores end up the same whatever order the same touchpoints arrive in.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared.journey.condition import Count, Score
+from shared.journey.condition import Count
 from shared.journey.evaluation import decay
 from shared.journey.journey import Journey
-from shared.journey.matching import touchpoint_matches
 from shared.journey.state import SEEN_LIMIT, ContactState, ScoreTotal, Touch
 from shared.journey.touchpoint import Touchpoint
 
@@ -26,8 +24,7 @@ def observe(state: ContactState, touchpoint: Touchpoint, journey: Journey) -> Co
     first = state.first_touch
     last = state.last_touch
     traits, trait_times = _merge_traits(state, touchpoint.contact_traits, at)
-    return replace(
-        state,
+    return state.evolve(
         last_event_at=watermark,
         first_touch=touch if first is None or at < first.at else first,
         last_touch=touch if last is None or at >= last.at else last,
@@ -56,15 +53,17 @@ def _counts(
     state: ContactState, touchpoint: Touchpoint, journey: Journey, watermark: datetime
 ) -> dict[str, tuple[datetime, ...]]:
     counts: dict[str, tuple[datetime, ...]] = {}
-    for count in journey.accumulators:
-        if not isinstance(count, Count):
-            continue
+    for compiled in journey.compiled.counts:
+        count = compiled.count
         times = state.counts.get(count.key, ())
-        if touchpoint_matches(count.matching, touchpoint):
+        if compiled.matches(touchpoint):
             times = (*times, touchpoint.timestamp)
-        counts[count.key] = _bounded(times, count, watermark)
-    # Only non-empty histories are stored; rules removed in a new version lose theirs here.
-    return {key: times for key, times in counts.items() if times}
+        if times:
+            times = _bounded(times, count, watermark)
+        # Only non-empty histories are stored; rules removed in a new version lose theirs here.
+        if times:
+            counts[count.key] = times
+    return counts
 
 
 def _bounded(
@@ -79,11 +78,10 @@ def _bounded(
 
 def _scores(state: ContactState, touchpoint: Touchpoint, journey: Journey) -> dict[str, ScoreTotal]:
     scores: dict[str, ScoreTotal] = {}
-    for score in journey.accumulators:
-        if not isinstance(score, Score):
-            continue
+    for compiled in journey.compiled.scores:
+        score = compiled.score
         total = state.scores.get(score.key)
-        points = sum(w.points for w in score.weights if touchpoint_matches(w.matching, touchpoint))
+        points = sum(points for points, matches in compiled.weights if matches(touchpoint))
         if points:
             total = _add(total, points, touchpoint.timestamp, score.half_life)
         if total is not None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from shared.journey.action import Action
+from shared.journey.compiled import CompiledJourney, compile_journey
 from shared.journey.condition import Accumulator, Condition, accumulators
 from shared.journey.rule import Rule
 from shared.journey.stage import Labels, Stage
@@ -52,3 +53,8 @@ class Journey:
     @cached_property
     def timed_rules(self) -> tuple[Rule, ...]:
         return tuple(rule for rule in self.rules if rule.timed)
+
+    @cached_property
+    def compiled(self) -> CompiledJourney:
+        """The conditions as closures, for the engine (built on first use, once per object)."""
+        return compile_journey(self)

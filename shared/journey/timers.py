@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from shared.journey.evaluation import change_points, holds
+from shared.journey.compiled import CompiledRule
+from shared.journey.evaluation import change_points
 from shared.journey.journey import Journey
-from shared.journey.rule import Rule
 from shared.journey.state import ContactState
 
 
 def due_timer(
     state: ContactState, journey: Journey, upto: datetime | None
-) -> tuple[datetime, Rule] | None:
+) -> tuple[datetime, CompiledRule] | None:
     """The earliest instant (after the stage was entered, at or before `upto`) at which a timed
     rule admitted from the contact's stage holds, with the first such rule in file order.
 
@@ -21,7 +21,7 @@ def due_timer(
     """
     if state.stage is None or state.stage_entered_at is None:
         return None
-    rules = [r for r in journey.timed_rules if r.admits(state.stage) and r.to != state.stage]
+    rules = journey.compiled.timed_rules_from(state.stage)
     if not rules:
         return None
     entered = state.stage_entered_at
@@ -29,13 +29,13 @@ def due_timer(
         {
             point
             for rule in rules
-            for point in change_points(rule.when, state)
+            for point in change_points(rule.rule.when, state)
             if point > entered and (upto is None or point <= upto)
         }
     )
     for at in candidates:
         for rule in rules:
-            if holds(rule.when, state, None, at):
+            if rule.holds(state, None, at):
                 return at, rule
     return None
 

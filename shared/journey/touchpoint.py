@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 from shared.journey.channel import derive_channel
@@ -34,11 +35,13 @@ class Touchpoint:
     original_timestamp: datetime | None = None
     sent_at: datetime | None = None
 
-    @property
+    # Both derived values are cached on first use: every journey asks for them, and a touchpoint
+    # never changes (a frozen dataclass; cached_property writes straight into its __dict__).
+    @cached_property
     def channel(self) -> str:
         return derive_channel(self.properties, self.context)
 
-    @property
+    @cached_property
     def contact_traits(self) -> Mapping[str, Any]:
         """Traits this touchpoint says about its contact.
 
@@ -97,6 +100,8 @@ class Touchpoint:
 def parse_time(text: str) -> datetime:
     """An ISO 8601 instant with a zone, normalised to UTC; raises ValueError otherwise."""
     parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is UTC:  # already normalised, e.g. every time the engine itself stored
+        return parsed
     if parsed.tzinfo is None:
         raise ValueError("needs a time zone, e.g. 2026-11-23T08:00:00Z")
     return parsed.astimezone(UTC)
