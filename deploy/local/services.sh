@@ -27,8 +27,10 @@ wait_ready() {
 start() {
   for name in ingest stager actions; do
     if running "$name"; then continue; fi
-    (cd "$ROOT" && nohup "$POLKU" "$name" >>"$POLKU_HOME/logs/$name.log" 2>&1 </dev/null &
-     echo $! >"$(pidfile "$name")")
+    # exec: the pid recorded is the service's own (not a wrapper shell that `stop` would kill
+    # while the service lived on), and no shell keeps the caller's stdout open.
+    (cd "$ROOT" && exec nohup "$POLKU" "$name" >>"$POLKU_HOME/logs/$name.log" 2>&1 </dev/null) &
+    echo $! >"$(pidfile "$name")"
   done
   for name in ingest stager actions; do wait_ready "$name"; done
   cat <<INFO
