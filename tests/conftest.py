@@ -17,6 +17,7 @@ from shared.db.engine import make_engine
 from shared.db.migrate import upgrade
 from shared.kafka import broker_reachable
 from shared.settings import DatabaseSettings, KafkaSettings
+from tests.actions_harness import Receiver
 
 
 @pytest.fixture(scope="session")
@@ -94,3 +95,10 @@ async def engine(database_settings: DatabaseSettings) -> AsyncIterator[AsyncEngi
     engine = make_engine(database_settings)
     yield engine
     await engine.dispose()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A real HTTP server on 127.0.0.1 recording what webhooks it receives."""
+    with Receiver() as running:
+        yield running

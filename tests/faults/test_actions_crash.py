@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.db.tables import webhook_deliveries
 from shared.settings import DatabaseSettings, KafkaSettings
-from tests.integration.test_actions_harness import (
+from tests.actions_harness import (
     SECRET,
     SECRET_ENV,
     Receiver,

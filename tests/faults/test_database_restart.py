@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.ingest.sources import create_source
 from shared.db.tables import transitions
 from shared.settings import DatabaseSettings, KafkaSettings
-from tests.integration.test_actions_harness import (
+from tests.actions_harness import (
     SECRET,
     SECRET_ENV,
     Receiver,
@@ -29,12 +29,6 @@ from tests.integration.test_actions_harness import (
     write_journey,
 )
 from tests.processes import ServiceProcess, local_script, service_env
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    with Receiver() as running:
-        yield running
 
 
 @pytest.fixture

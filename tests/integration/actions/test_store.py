@@ -16,22 +16,16 @@ from services.actions.deliveries import PlannedDelivery, endpoint_id
 from services.actions.store import AttemptResult
 from shared.clock import ManualClock
 from shared.settings import DatabaseSettings, KafkaSettings
-from tests.integration.test_actions_harness import (
+from tests.actions_harness import (
     SECRET,
     SECRET_ENV,
     Receiver,
-    clear_deliveries,
     fast_settings,
     running_actions,
     write_journey,
 )
 
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
-
-
-@pytest.fixture(autouse=True)
-async def no_earlier_deliveries(engine: AsyncEngine) -> None:
-    await clear_deliveries(engine)
 
 
 def planned(url: str, n: int) -> list[PlannedDelivery]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,12 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.clock import ManualClock
 from shared.settings import DatabaseSettings, KafkaSettings
-from tests.integration.test_actions_harness import (
+from tests.actions_harness import (
     SECRET,
     SECRET_ENV,
     Receiver,
     Reply,
-    clear_deliveries,
     delivery_rows,
     eventually,
     fast_settings,
@@ -27,22 +26,6 @@ from tests.integration.test_actions_harness import (
     transition,
     write_journey,
 )
-
-
-@pytest.fixture(autouse=True)
-async def no_earlier_deliveries(engine: AsyncEngine) -> None:
-    await clear_deliveries(engine)
-
-
-@pytest.fixture(autouse=True)
-def signing_secret(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(SECRET_ENV, SECRET)
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    with Receiver() as running:
-        yield running
 
 
 async def test_a_transition_reaches_each_matching_endpoint_once_signed_even_if_redelivered(

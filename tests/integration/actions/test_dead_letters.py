@@ -4,23 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 from aiokafka import AIOKafkaConsumer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.clock import ManualClock
 from shared.settings import DatabaseSettings, KafkaSettings
-from tests.integration.test_actions_harness import (
-    SECRET,
-    SECRET_ENV,
+from tests.actions_harness import (
     Receiver,
     Reply,
-    clear_deliveries,
     delivery_rows,
     eventually,
     fast_settings,
@@ -30,22 +25,6 @@ from tests.integration.test_actions_harness import (
     wait_attempts,
     write_journey,
 )
-
-
-@pytest.fixture(autouse=True)
-async def no_earlier_deliveries(engine: AsyncEngine) -> None:
-    await clear_deliveries(engine)
-
-
-@pytest.fixture(autouse=True)
-def signing_secret(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(SECRET_ENV, SECRET)
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    with Receiver() as running:
-        yield running
 
 
 def nurture(contact: str) -> dict[str, Any]:

@@ -4,21 +4,17 @@ slow endpoint's breaker keeps it from delaying the others."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.actions.deliveries import endpoint_id
 from shared.clock import ManualClock
 from shared.settings import DatabaseSettings, KafkaSettings
-from tests.integration.test_actions_harness import (
-    SECRET,
+from tests.actions_harness import (
     SECRET_ENV,
     Receiver,
     Reply,
-    clear_deliveries,
     delivery_rows,
     eventually,
     fast_settings,
@@ -26,22 +22,6 @@ from tests.integration.test_actions_harness import (
     running_actions,
     transition,
 )
-
-
-@pytest.fixture(autouse=True)
-async def no_earlier_deliveries(engine: AsyncEngine) -> None:
-    await clear_deliveries(engine)
-
-
-@pytest.fixture(autouse=True)
-def signing_secret(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(SECRET_ENV, SECRET)
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    with Receiver() as running:
-        yield running
 
 
 def journey_posting_to(directory: Path, urls: list[str]) -> Path:
