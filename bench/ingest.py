@@ -2,7 +2,8 @@
 
 Run: `.venv/bin/python -m bench.ingest [--seconds S] [--concurrency C]` (needs `make infra`;
 about 50 s with the defaults). A real `polku ingest` process is started on a scratch database
-and topic; C concurrent httpx clients then post, for S seconds each:
+and topic; C keep-alive HTTP/1.1 connections (bench.common.KeepAliveClient, far lighter than
+httpx) then post, for S seconds each:
   1. /v1/batch with 100 events per request (accepted events/s);
   2. /v1/<type> with one event per request (requests/s);
 and in the same run a raw aiokafka producer (the same durable settings: acks=all, idempotent)
@@ -18,21 +19,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import os
 import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
-from bench.common import rate, scratch_database, scratch_topics
+from bench.common import KeepAliveClient, basic_auth, rate, scratch_database, scratch_topics
 from services.ingest.sources import create_source
 from shared.db.engine import make_engine
 from shared.kafka import durable_producer, ensure_topics
@@ -118,38 +117,32 @@ def cpu_seconds(pid: int) -> float:
 
 async def bench_http(url: str, write_key: str, events: list[dict[str, Any]], seconds: float,
                      workers: int, server_pid: int) -> tuple[Phase, Phase]:
-    auth = "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()
-    headers = {"Authorization": auth, "Content-Type": "application/json"}
     # Bodies are encoded up front so the client spends its CPU on HTTP, not on JSON.
     sent_at = datetime.now(UTC).isoformat(timespec="milliseconds")
     batches = [
         json.dumps({"batch": events[i:i + BATCH], "sentAt": sent_at}).encode()
         for i in range(0, len(events) - BATCH + 1, BATCH)
     ]
-    singles = [(e["type"], json.dumps({**e, "sentAt": sent_at}).encode()) for e in events]
-    async with AsyncExitStack() as stack:
-        # One client (one connection) per worker: httpx's shared pool costs the client several
-        # times more CPU per request at this concurrency, and the client shares our 2 CPUs.
-        clients = [
-            await stack.enter_async_context(httpx.AsyncClient(base_url=url, headers=headers,
-                                                              timeout=30))
-            for _ in range(workers)
-        ]
+    singles = [(f"/v1/{e['type']}", json.dumps({**e, "sentAt": sent_at}).encode())
+               for e in events]
+    async with KeepAliveClient(url, basic_auth(write_key), connections=workers) as client, \
+            httpx.AsyncClient(base_url=url, timeout=30) as control:
 
         async def post_batch(i: int) -> int:
-            client = clients[i % workers]
-            response = await client.post("/v1/batch", content=batches[i % len(batches)])
-            response.raise_for_status()
-            return int(response.json()["accepted"])
+            status, answer = await client.post("/v1/batch", batches[i % len(batches)])
+            if status != 200:
+                raise RuntimeError(f"ingest answered {status}: {answer[:200]!r}")
+            return int(json.loads(answer)["accepted"])
 
         async def post_single(i: int) -> int:
-            kind, body = singles[i % len(singles)]
-            response = await clients[i % workers].post(f"/v1/{kind}", content=body)
-            response.raise_for_status()
+            path, body = singles[i % len(singles)]
+            status, answer = await client.post(path, body)
+            if status != 200:
+                raise RuntimeError(f"ingest answered {status}: {answer[:200]!r}")
             return 1
 
         async def produce_seconds() -> tuple[float, float]:
-            text = (await clients[0].get("/metrics")).text
+            text = (await control.get("/metrics")).text
             values = dict(line.split(" ", 1) for line in text.splitlines()
                           if line.startswith("polku_ingest_produce_seconds_"))
             return (float(values["polku_ingest_produce_seconds_sum"]),

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import logging
 import os
@@ -34,7 +33,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer
 
 from bench.actions import SECRET, SECRET_ENV, Receiver, percentile, wait_count
-from bench.common import scratch_database, scratch_topics
+from bench.common import KeepAliveClient, basic_auth, scratch_database, scratch_topics
 from services.ingest.sources import create_source
 from shared.db.engine import make_engine
 from shared.kafka import durable_producer, ensure_topics
@@ -69,54 +68,12 @@ def identify(contact: str) -> dict[str, object]:
                         "campaign": {"source": "newsletter", "medium": "email"}}}
 
 
-class KeepAliveClient:
-    """A load generator light enough to leave the CPUs to the services it measures.
-
-    httpx spends about a millisecond of CPU per request, which at 500 requests/s would take half
-    of this machine from the three services. These are plain HTTP/1.1 keep-alive connections,
-    each carrying one request at a time, with the request written by hand.
-    """
-
-    def __init__(self, url: str, write_key: str, connections: int = 32) -> None:
-        address = httpx.URL(url)
-        self.host, self.port = address.host, address.port or 80
-        token = base64.b64encode(f"{write_key}:".encode()).decode()
-        self.head = (f"host: {self.host}:{self.port}\r\nauthorization: Basic {token}\r\n"
-                     "content-type: application/json\r\n").encode()
-        self.connections = connections
-        self.idle: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = (
-            asyncio.Queue())
-
-    async def __aenter__(self) -> KeepAliveClient:
-        for _ in range(self.connections):
-            self.idle.put_nowait(await asyncio.open_connection(self.host, self.port))
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        while not self.idle.empty():
-            _, writer = self.idle.get_nowait()
-            writer.close()
-
-    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
-        reader, writer = await self.idle.get()
-        try:
-            writer.write(b"POST %s HTTP/1.1\r\n%scontent-length: %d\r\n\r\n%s"
-                         % (path.encode(), self.head, len(body), body))
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                           if line.lower().startswith(b"content-length:")), 0)
-            answer = await reader.readexactly(length)
-        finally:
-            self.idle.put_nowait((reader, writer))
-        return int(head.split(b" ", 2)[1]), answer
-
-
 async def post_steadily(url: str, write_key: str, per_second: int, seconds: float) -> int:
     """Post one identify per new contact on a fixed schedule; returns how many were accepted."""
     tag = uuid.uuid4().hex[:6]
     accepted = 0
     refused: Counter[str] = Counter()
-    async with KeepAliveClient(url, write_key) as client:
+    async with KeepAliveClient(url, basic_auth(write_key), connections=32) as client:
 
         async def post(i: int) -> None:
             nonlocal accepted
