@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import cached_property
+import os
 from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,10 +40,9 @@ class DatabaseSettings(BaseSettings):
     url_override: str | None = None
     pool_size: int = 10
 
-    @cached_property
+    @property
     def url(self) -> str:
-        import os
-
+        # A plain property: a cached one would survive model_copy(update=...) with stale values.
         explicit = self.url_override or os.environ.get("POLKU_DB_URL")
         if explicit:
             return explicit

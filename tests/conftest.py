@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.db.engine import make_engine
@@ -26,11 +27,13 @@ def run_id() -> str:
 
 
 @pytest.fixture(scope="session")
-def kafka_settings(run_id: str) -> KafkaSettings:
+def kafka_settings(run_id: str) -> Iterator[KafkaSettings]:
+    """Topic names of this run (every topic a test creates starts with `test-<run_id>`); the
+    run's topics are deleted at its end, so the broker does not fill up with old runs."""
     base = KafkaSettings()
     if not asyncio.run(broker_reachable(base, timeout_s=10)):
         pytest.fail(f"no Kafka broker at {base.bootstrap_servers}: run `make infra` first")
-    return base.model_copy(
+    yield base.model_copy(
         update={
             "touchpoints_topic": f"test-{run_id}.touchpoints",
             "transitions_topic": f"test-{run_id}.transitions",
@@ -38,12 +41,24 @@ def kafka_settings(run_id: str) -> KafkaSettings:
             "partitions": 3,
         }
     )
+    asyncio.run(_delete_topics_of_run(base, f"test-{run_id}"))
+
+
+async def _delete_topics_of_run(kafka: KafkaSettings, prefix: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+    await admin.start()
+    try:
+        names = [name for name in await admin.list_topics() if name.startswith(prefix)]
+        if names:
+            await admin.delete_topics(names)
+    finally:
+        await admin.close()
 
 
 @pytest.fixture
-def topic_names(kafka_settings: KafkaSettings) -> KafkaSettings:
+def topic_names(kafka_settings: KafkaSettings, run_id: str) -> KafkaSettings:
     """Kafka settings with topic names unique to one test."""
-    tag = uuid.uuid4().hex[:8]
+    tag = f"{run_id}-{uuid.uuid4().hex[:8]}"
     return kafka_settings.model_copy(
         update={
             "touchpoints_topic": f"test-{tag}.touchpoints",

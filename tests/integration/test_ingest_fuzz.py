@@ -49,7 +49,8 @@ ROUTES = ["track", "identify", "page", "screen", "group", "alias", "batch"]
 async def kafka(kafka_settings: KafkaSettings) -> AsyncIterator[KafkaSettings]:
     """A touchpoints topic for this module, deleted afterwards."""
     tag = uuid.uuid4().hex[:8]
-    settings = kafka_settings.model_copy(update={"touchpoints_topic": f"test-{tag}.touchpoints"})
+    settings = kafka_settings.model_copy(
+        update={"touchpoints_topic": f"{kafka_settings.touchpoints_topic}.{tag}"})
     yield settings
     await delete_topics(settings, [settings.touchpoints_topic])
 

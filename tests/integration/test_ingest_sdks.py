@@ -34,7 +34,8 @@ KEY_CACHE_TTL_S = 0.5
 @pytest.fixture(scope="module")
 def ingest_kafka(kafka_settings: KafkaSettings) -> KafkaSettings:
     tag = uuid.uuid4().hex[:8]
-    return kafka_settings.model_copy(update={"touchpoints_topic": f"test-{tag}.touchpoints"})
+    return kafka_settings.model_copy(
+        update={"touchpoints_topic": f"{kafka_settings.touchpoints_topic}.{tag}"})
 
 
 @pytest.fixture(scope="module")
