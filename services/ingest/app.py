@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -54,23 +56,21 @@ def create_app(
         async with AsyncExitStack() as stack:
             engine = make_engine(database)
             stack.push_async_callback(engine.dispose)
-            try:
-                await ensure_topics(kafka, [kafka.touchpoints_topic])
-            except Exception:  # the broker may come later; produce will wait or 503
-                pass
-            producer = durable_producer(kafka)
-            await producer.start()
+            publisher = KafkaPublisher(kafka.touchpoints_topic, settings.produce_timeout_s)
+            connecting = asyncio.create_task(connect(publisher, kafka))
             # Closed first on the way out: stop() flushes what is in flight.
-            stack.push_async_callback(producer.stop)
+            stack.push_async_callback(disconnect, publisher, connecting)
+            # Serve once connected, or after the produce deadline at the latest (answering 503
+            # until the broker is back): an outage at start-up must not keep /healthz away.
+            await asyncio.wait({connecting}, timeout=settings.produce_timeout_s)
             app.state.engine = engine
-            app.state.producer = producer
             app.state.kafka = kafka
             app.state.journeys = journeys
             app.state.read_token = settings.read_token
             app.state.intake = Intake(
                 settings,
                 SourceDirectory(engine, settings.key_cache_ttl_s, settings.key_lookup_timeout_s),
-                KafkaPublisher(producer, kafka.touchpoints_topic, settings.produce_timeout_s),
+                publisher,
             )
             tune_gc(settings.gc_young_threshold)
             yield
@@ -90,6 +90,27 @@ def create_app(
     )
     install_openapi(app)
     return app
+
+
+async def connect(publisher: KafkaPublisher, kafka: KafkaSettings, retry_s: float = 1.0) -> None:
+    """Create the topic (with the configured partitions), then start the producer; the broker
+    may be down when ingest starts, so both are retried until it answers."""
+    while True:
+        try:
+            await ensure_topics(kafka, [kafka.touchpoints_topic])
+            break
+        except Exception as exc:  # any client error: the broker is not there yet
+            log.warning("cannot create Kafka topics yet (%s); retrying", type(exc).__name__)
+            await asyncio.sleep(retry_s)
+    await publisher.connect(lambda: durable_producer(kafka), retry_s)
+
+
+async def disconnect(publisher: KafkaPublisher, connecting: asyncio.Task[None]) -> None:
+    connecting.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await connecting
+    if publisher.producer is not None:
+        await publisher.producer.stop()
 
 
 def read_journeys(directory: Path) -> list[Journey]:

@@ -9,8 +9,9 @@ request costs one round of produce requests, not one per event.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
@@ -19,6 +20,8 @@ from aiokafka.partitioner import murmur2
 
 from services.ingest import metrics
 from services.ingest.touchpoint import Record
+
+log = logging.getLogger("polku.ingest")
 
 
 class Publisher(Protocol):
@@ -59,19 +62,40 @@ class ContactHashes:
 
 
 class KafkaPublisher:
-    """Publishes to the touchpoints topic, each record on its contact's partition."""
+    """Publishes to the touchpoints topic, each record on its contact's partition.
 
-    def __init__(self, producer: AIOKafkaProducer, topic: str, deadline_s: float) -> None:
-        self._producer = producer
+    Until `connect` has given it a started producer (the broker may be down when ingest starts)
+    every publish is refused, which the API answers with 503 and Retry-After.
+    """
+
+    def __init__(self, topic: str, deadline_s: float) -> None:
+        self.producer: AIOKafkaProducer | None = None
         self._topic = topic
         self._deadline_s = deadline_s
         self._hash = ContactHashes()
 
+    async def connect(self, start: Callable[[], AIOKafkaProducer], retry_s: float = 1.0) -> None:
+        """Start a producer from `start()`, again every `retry_s` until the broker answers."""
+        while self.producer is None:
+            producer = start()
+            try:
+                await producer.start()
+            except KafkaError as exc:
+                await producer.stop()
+                log.warning("Kafka is not reachable (%s); retrying in %g s",
+                            type(exc).__name__, retry_s)
+                await asyncio.sleep(retry_s)
+            else:
+                self.producer = producer
+
     async def publish(self, records: Sequence[Record]) -> None:
         if not records:
             return
+        if self.producer is None:
+            raise NotAcknowledged("Kafka has not been reachable since ingest started")
+        producer = self.producer
         started = time.perf_counter()
-        send = self._producer.send
+        send = producer.send
         topic = self._topic
         futures: list[asyncio.Future[object]] = []
         acknowledged = 0
@@ -80,7 +104,7 @@ class KafkaPublisher:
                 # send() only waits when it has no metadata or the partition's buffer is full,
                 # which is what happens while the broker is away: the deadline bounds that too.
                 # Cancelling a send() that is still waiting withdraws its record.
-                partitions = sorted(await self._producer.partitions_for(topic))
+                partitions = sorted(await producer.partitions_for(topic))
                 count = len(partitions)
                 if not count:
                     raise NotAcknowledged(f"Kafka reports no partitions for {topic!r}")

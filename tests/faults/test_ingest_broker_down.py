@@ -98,3 +98,41 @@ async def test_broker_down_gives_prompt_503s_and_acknowledged_events_survive(
                                expect=len(sender.acknowledged), timeout_s=60)
     on_topic = {message["messageId"] for message in payloads(records)}
     assert sender.acknowledged <= on_topic, f"lost {len(sender.acknowledged - on_topic)}"
+
+
+async def test_ingest_started_without_a_broker_answers_503_until_it_comes(
+    topic_names: KafkaSettings, database_settings: DatabaseSettings, engine: AsyncEngine
+) -> None:
+    _, key = await create_source(engine, f"fault-{uuid.uuid4().hex[:6]}")
+    env = service_env(topic_names, database_settings,
+                      POLKU_INGEST_PRODUCE_TIMEOUT_S=str(PRODUCE_TIMEOUT_S))
+    await asyncio.to_thread(local_script, "kafka.sh", "stop")
+    process = ServiceProcess("ingest", env).start()
+    try:
+        try:
+            # Alive and serving, but not ready, and honest about why it refuses events.
+            await asyncio.to_thread(process.wait_status, "/healthz", 200, 60)
+            await asyncio.to_thread(process.wait_status, "/readyz", 503, 5)
+            async with httpx.AsyncClient(base_url=process.url, auth=(key, ""),
+                                         timeout=30) as client:
+                response, took = await Sender(client).post()
+            assert response.status_code == 503, response.text
+            assert took < PRODUCE_TIMEOUT_S + 2
+            assert int(response.headers["Retry-After"]) >= 1
+        finally:
+            await asyncio.to_thread(local_script, "kafka.sh", "start")
+
+        await asyncio.to_thread(process.wait_status, "/readyz", 200, 90)
+        async with httpx.AsyncClient(base_url=process.url, auth=(key, ""), timeout=30) as client:
+            sender = Sender(client)
+            deadline = time.monotonic() + 60
+            while (response := (await sender.post())[0]).status_code != 200:
+                assert response.status_code == 503, response.text
+                assert time.monotonic() < deadline, "ingest never connected to the broker"
+                await asyncio.sleep(1)
+    finally:
+        process.kill()
+
+    records = await read_topic(topic_names, topic_names.touchpoints_topic,
+                               expect=len(sender.acknowledged), timeout_s=60)
+    assert sender.acknowledged <= {message["messageId"] for message in payloads(records)}
