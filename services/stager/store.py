@@ -71,6 +71,62 @@ def _insert(conn: AsyncConnection, table: sa.Table) -> postgresql.Insert | sqlit
     return sqlite.insert(table)
 
 
+def _is_postgres(conn: AsyncConnection) -> bool:
+    return conn.dialect.name == "postgresql"
+
+
+# PostgreSQL bulk statements. Each takes one array per column and `unnest`s them server-side:
+# one fixed statement per batch whatever its size, so asyncpg prepares it once per connection
+# and SQLAlchemy processes a handful of parameters instead of one set per row. (The portable
+# executemany forms below them stay for other databases.) Casts are written CAST(... AS ...)
+# because `::` right after a bind name confuses sa.text's parameter parsing.
+_CLAIM_PG = sa.text("""
+    insert into processed_messages (contact, message_id)
+    select * from unnest(CAST(:contacts AS text[]), CAST(:message_ids AS text[]))
+    on conflict do nothing
+    returning contact, message_id
+""")
+_LOAD_PG = sa.text("""
+    select state::text from contact_states where contact = any(CAST(:contacts AS text[]))
+""")
+_UPSERT_STATES_PG = sa.text("""
+    insert into contact_states (journey_id, contact, journey_version, stage, stage_entered_at,
+                                state, timer_due_at, partition, updated_at)
+    select journey_id, contact, journey_version, stage, stage_entered_at,
+           CAST(state AS jsonb), timer_due_at, :partition, now()
+    from unnest(CAST(:journey_ids AS text[]), CAST(:contacts AS text[]),
+                CAST(:journey_versions AS int[]), CAST(:stages AS text[]),
+                CAST(:stage_entered_ats AS timestamptz[]), CAST(:states AS text[]),
+                CAST(:timer_due_ats AS timestamptz[]))
+         AS t(journey_id, contact, journey_version, stage, stage_entered_at, state, timer_due_at)
+    on conflict (journey_id, contact) do update set
+        journey_version = excluded.journey_version, stage = excluded.stage,
+        stage_entered_at = excluded.stage_entered_at, state = excluded.state,
+        timer_due_at = excluded.timer_due_at, partition = excluded.partition,
+        updated_at = excluded.updated_at
+""")
+_INSERT_TRANSITIONS_PG = sa.text("""
+    insert into transitions (transition_id, journey_id, journey_version, contact, from_stage,
+                             to_stage, at, cause, rule_id, reason, seq)
+    select * from unnest(CAST(:transition_ids AS text[]), CAST(:journey_ids AS text[]),
+                         CAST(:journey_versions AS int[]), CAST(:contacts AS text[]),
+                         CAST(:from_stages AS text[]), CAST(:to_stages AS text[]),
+                         CAST(:ats AS timestamptz[]), CAST(:causes AS text[]),
+                         CAST(:rule_ids AS text[]), CAST(:reasons AS text[]),
+                         CAST(:seqs AS int[]))
+""")
+_INSERT_OUTBOX_PG = sa.text("""
+    insert into outbox (partition, topic, key, payload)
+    select :partition, :topic, key, payload
+    from unnest(CAST(:keys AS bytea[]), CAST(:payloads AS bytea[])) AS t(key, payload)
+""")
+
+
+def _columns(rows: Sequence[Mapping[str, object]], names: Iterable[str]) -> dict[str, list[object]]:
+    """Row dicts turned into one list per column, for the `unnest` statements (`names` plural)."""
+    return {f"{name}s": [row[name] for row in rows] for name in names}
+
+
 async def stored_offsets(engine: AsyncEngine, group_id: str, topic: str) -> dict[int, int]:
     async with engine.connect() as conn:
         rows = await conn.execute(
@@ -120,12 +176,16 @@ async def _claim_new(conn: AsyncConnection, touchpoints: Sequence[Touchpoint]) -
         unique.setdefault((tp.contact, tp.message_id), tp)
     if not unique:
         return []
-    inserted = await conn.execute(
-        _insert(conn, processed_messages)
-        .on_conflict_do_nothing()
-        .returning(processed_messages.c.contact, processed_messages.c.message_id),
-        [{"contact": c, "message_id": m} for c, m in unique],
-    )
+    if _is_postgres(conn):
+        inserted = await conn.execute(_CLAIM_PG, {"contacts": [c for c, _ in unique],
+                                                  "message_ids": [m for _, m in unique]})
+    else:
+        inserted = await conn.execute(
+            _insert(conn, processed_messages)
+            .on_conflict_do_nothing()
+            .returning(processed_messages.c.contact, processed_messages.c.message_id),
+            [{"contact": c, "message_id": m} for c, m in unique],
+        )
     fresh = {(c, m) for c, m in inserted}
     return [tp for key, tp in unique.items() if key in fresh]
 
@@ -136,11 +196,14 @@ async def _load_states(
     contacts = list(contacts)
     if not contacts:
         return {}
-    rows = await conn.execute(
-        sa.select(contact_states.c.state).where(contact_states.c.contact.in_(contacts))
-    )
+    if _is_postgres(conn):
+        rows = await conn.execute(_LOAD_PG, {"contacts": contacts})
+    else:
+        rows = await conn.execute(
+            sa.select(contact_states.c.state).where(contact_states.c.contact.in_(contacts))
+        )
     states = {}
-    for (data,) in rows:
+    for (data,) in rows:  # a dict, or JSON text (SQLite, and PostgreSQL's `state::text`)
         state = ContactState.from_json(data if isinstance(data, dict) else json.loads(data))
         states[(state.journey_id, state.contact)] = state
     return states
@@ -166,7 +229,7 @@ async def _persist(
     events: Mapping[str, str | None],
     topics: Topics,
 ) -> None:
-    rows = [
+    states: list[dict[str, object]] = [
         {
             "journey_id": key[0],
             "contact": key[1],
@@ -175,67 +238,93 @@ async def _persist(
             "stage_entered_at": step.state.stage_entered_at,
             "state": _stored_form(step.state),
             "timer_due_at": step.next_deadline,
-            "partition": partition,
         }
         for key, step in changes.states.items()
         if step.state is not None
     ]
-    if rows:
-        stmt = _insert(conn, contact_states)
-        await conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[contact_states.c.journey_id, contact_states.c.contact],
-                set_={
-                    name: stmt.excluded[name]
-                    for name in ("journey_version", "stage", "stage_entered_at", "state",
-                                 "timer_due_at", "partition")
-                }
-                | {"updated_at": sa.func.now()},
-            ),
-            rows,
-        )
+    if states:
+        await _upsert_states(conn, partition, states)
     if not changes.transitions:
         return
+    await _insert_transitions(conn, [
+        {
+            "transition_id": t.transition_id,
+            "journey_id": t.journey_id,
+            "journey_version": t.journey_version,
+            "contact": t.contact,
+            "from_stage": t.from_stage,
+            "to_stage": t.to_stage,
+            "at": t.at,
+            "cause": t.cause,
+            "rule_id": t.rule_id,
+            "reason": t.reason,
+            "seq": seq,
+        }
+        for t, seq in changes.transitions
+    ])
+    await _insert_outbox(conn, partition, topics.transitions, [
+        {
+            "key": t.contact.encode(),
+            "payload": json.dumps(
+                transition_message(
+                    t,
+                    journeys.get(t.journey_id),
+                    changes.states[(t.journey_id, t.contact)].state,
+                    events.get(t.cause),
+                ),
+                separators=(",", ":"),
+            ).encode(),
+        }
+        for t, _ in changes.transitions
+    ])
+
+
+_STATE_COLUMNS = ("journey_id", "contact", "journey_version", "stage", "stage_entered_at",
+                  "state", "timer_due_at")
+
+
+async def _upsert_states(
+    conn: AsyncConnection, partition: int, rows: list[dict[str, object]]
+) -> None:
+    if _is_postgres(conn):
+        for row in rows:  # the statement casts the text to jsonb
+            row["state"] = json.dumps(row["state"], separators=(",", ":"))
+        await conn.execute(_UPSERT_STATES_PG,
+                           {"partition": partition, **_columns(rows, _STATE_COLUMNS)})
+        return
+    stmt = _insert(conn, contact_states)
     await conn.execute(
-        sa.insert(transitions),
-        [
-            {
-                "transition_id": t.transition_id,
-                "journey_id": t.journey_id,
-                "journey_version": t.journey_version,
-                "contact": t.contact,
-                "from_stage": t.from_stage,
-                "to_stage": t.to_stage,
-                "at": t.at,
-                "cause": t.cause,
-                "rule_id": t.rule_id,
-                "reason": t.reason,
-                "seq": seq,
+        stmt.on_conflict_do_update(
+            index_elements=[contact_states.c.journey_id, contact_states.c.contact],
+            set_={
+                name: stmt.excluded[name]
+                for name in ("journey_version", "stage", "stage_entered_at", "state",
+                             "timer_due_at", "partition")
             }
-            for t, seq in changes.transitions
-        ],
+            | {"updated_at": sa.func.now()},
+        ),
+        [{**row, "partition": partition} for row in rows],
     )
-    await conn.execute(
-        sa.insert(outbox),
-        [
-            {
-                "partition": partition,
-                "topic": topics.transitions,
-                "key": t.contact.encode(),
-                "payload": json.dumps(
-                    transition_message(
-                        t,
-                        journeys.get(t.journey_id),
-                        changes.states[(t.journey_id, t.contact)].state,
-                        events.get(t.cause),
-                    ),
-                    separators=(",", ":"),
-                ).encode(),
-                "headers": None,
-            }
-            for t, _ in changes.transitions
-        ],
-    )
+
+
+async def _insert_transitions(conn: AsyncConnection, rows: list[dict[str, object]]) -> None:
+    if _is_postgres(conn):
+        await conn.execute(_INSERT_TRANSITIONS_PG, _columns(rows, rows[0].keys()))
+    else:
+        await conn.execute(sa.insert(transitions), rows)
+
+
+async def _insert_outbox(
+    conn: AsyncConnection, partition: int, topic: str, rows: list[dict[str, bytes]]
+) -> None:
+    """Outbox rows without headers (transitions); `rows` holds each record's key and payload."""
+    if _is_postgres(conn):
+        await conn.execute(_INSERT_OUTBOX_PG, {"partition": partition, "topic": topic,
+                                               **_columns(rows, ("key", "payload"))})
+    else:
+        await conn.execute(sa.insert(outbox), [
+            {"partition": partition, "topic": topic, "headers": None, **row} for row in rows
+        ])
 
 
 async def apply_batch(
