@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import random
 import time
@@ -26,6 +27,7 @@ from aiokafka import AIOKafkaConsumer
 from bench.common import rate, scratch_database, scratch_topics
 from services.stager import metrics
 from services.stager.consumer import Stager
+from services.stager.runtime import tune_garbage_collector
 from services.stager.settings import StagerSettings
 from shared.clock import SystemClock
 from shared.db.engine import make_engine
@@ -136,6 +138,8 @@ async def run_stager(
     settings = StagerSettings(group_id=f"bench-{uuid.uuid4().hex[:6]}",
                               stage_gauge_interval_s=3600)
     stager = Stager(kafka, settings, engine, producer, journeys, SystemClock())
+    thresholds = gc.get_threshold()
+    tune_garbage_collector()  # as `polku stager` does once started
     counter = metrics.EVENTS.labels("applied")
     before = counter._value.get()
     task = asyncio.create_task(stager.run())
@@ -161,6 +165,8 @@ async def run_stager(
         await task
         await producer.stop()
         await engine.dispose()
+        gc.unfreeze()  # `make bench` runs the next benchmark in this process
+        gc.set_threshold(*thresholds)
 
 
 async def main() -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from services.stager.consumer import Stager
+from services.stager.runtime import tune_garbage_collector
 from services.stager.settings import StagerSettings
 from shared.clock import Clock, SystemClock
 from shared.db.engine import database_reachable, make_engine
@@ -51,6 +52,7 @@ def create_app(
             stack.push_async_callback(producer.stop)
             stager = Stager(kafka, settings, engine, producer, journeys, clock or SystemClock())
             app.state.stager = stager
+            tune_garbage_collector()
             task = asyncio.create_task(stager.run(), name="stager")
 
             async def finish() -> None:
