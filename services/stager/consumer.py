@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from datetime import timedelta
 
@@ -204,9 +205,16 @@ class Stager:
 
     @staticmethod
     def _count(changes: Changes) -> None:
-        for transition, _ in changes.transitions:
-            metrics.TRANSITIONS.labels(
-                transition.journey_id, transition.from_stage or "", transition.to_stage
-            ).inc()
+        # Grouped first: a labels() look-up costs more than the increment, and a batch repeats
+        # the same few (journey, from, to) combinations thousands of times.
+        moves = Counter((t.journey_id, t.from_stage or "", t.to_stage)
+                        for t, _ in changes.transitions)
+        for labels, count in moves.items():
+            metrics.TRANSITIONS.labels(*labels).inc(count)
+        durations: dict[tuple[str, str], list[float]] = defaultdict(list)
         for journey_id, stage, seconds in changes.stage_durations:
-            metrics.TIME_IN_STAGE.labels(journey_id, stage).observe(max(0.0, seconds))
+            durations[(journey_id, stage)].append(seconds)
+        for (journey_id, stage), values in durations.items():
+            histogram = metrics.TIME_IN_STAGE.labels(journey_id, stage)
+            for seconds in values:
+                histogram.observe(max(0.0, seconds))
