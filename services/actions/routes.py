@@ -3,7 +3,6 @@ the delivery's original webhook-id and body, so receivers dedupe it like any ret
 
 from __future__ import annotations
 
-import hmac
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -13,6 +12,7 @@ from pydantic import BaseModel
 
 from services.actions import store
 from services.actions.store import Delivery, Endpoint
+from shared.bearer import require_bearer
 
 Status = Literal["pending", "delivered", "failed"]
 
@@ -81,13 +81,7 @@ class EndpointOut(BaseModel):
 
 
 def _authorised(request: Request) -> None:
-    token = request.app.state.settings.admin_token
-    if token is None:
-        return
-    given = request.headers.get("authorization", "")
-    if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-        raise HTTPException(401, "this API needs Authorization: Bearer <POLKU_ACTIONS_ADMIN_TOKEN>",
-                            headers={"www-authenticate": "Bearer"})
+    require_bearer(request, request.app.state.settings.admin_token, "POLKU_ACTIONS_ADMIN_TOKEN")
 
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(_authorised)])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -10,19 +9,14 @@ from typing import Any
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, HTTPException, Request
 
+from shared.bearer import require_bearer
 from shared.db.tables import contact_states, transitions
 from shared.journey.journey import Journey
 from shared.journey.state import ContactState
 
 
 def _authorised(request: Request) -> None:
-    token = request.app.state.read_token
-    if token is None:
-        return
-    given = request.headers.get("authorization", "")
-    if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-        raise HTTPException(401, "this API needs Authorization: Bearer <POLKU_INGEST_READ_TOKEN>",
-                            headers={"www-authenticate": "Bearer"})
+    require_bearer(request, request.app.state.read_token, "POLKU_INGEST_READ_TOKEN")
 
 
 router = APIRouter(prefix="/v1", tags=["read"], dependencies=[Depends(_authorised)])
