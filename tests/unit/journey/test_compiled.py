@@ -36,6 +36,7 @@ from .messages import FUNNEL, T0, journey, message
 
 TIMES = st.builds(lambda m: T0 + timedelta(minutes=m), st.integers(0, 60 * 24 * 30))
 DURATIONS = st.builds(lambda m: timedelta(minutes=m), st.integers(0, 60 * 24 * 20))
+HALF_LIVES = st.builds(lambda m: timedelta(minutes=m), st.integers(1, 60 * 24 * 20))  # as parsed
 SCALARS = st.one_of(
     st.none(), st.booleans(), st.integers(-2, 3), st.sampled_from([0.0, 1.0, 2.5]),
     st.sampled_from(["pro", "free", "/products/x", "x"]),
@@ -95,7 +96,7 @@ LEAVES = st.one_of(
     st.builds(Count, KEYS, EVENT_MATCHES, st.integers(0, 3), st.one_of(st.none(), DURATIONS)),
     st.builds(
         Score, KEYS, st.lists(st.builds(Weight, EVENT_MATCHES, st.just(1.0)), max_size=1)
-        .map(tuple), st.sampled_from([0.0, 1.0, 5.0]), st.one_of(st.none(), DURATIONS),
+        .map(tuple), st.sampled_from([0.0, 1.0, 5.0]), st.one_of(st.none(), HALF_LIVES),
     ),
     st.builds(InactiveFor, DURATIONS),
     st.builds(InStageFor, DURATIONS),
