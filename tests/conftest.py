@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 
 import asyncpg
 import pytest
@@ -75,34 +76,43 @@ async def _admin(settings: DatabaseSettings, database: str = "postgres") -> asyn
     )
 
 
-@pytest.fixture(scope="session")
-def database_settings(run_id: str) -> Iterator[DatabaseSettings]:
-    """A fresh database for this run, migrated to head, dropped afterwards."""
+@contextmanager
+def _fresh_database(name: str) -> Iterator[DatabaseSettings]:
+    """A database migrated to head for as long as the block runs, dropped afterwards."""
     base = DatabaseSettings()
-    name = f"polku_test_{run_id}"
 
-    async def create() -> None:
+    async def run(statement: str) -> None:
         conn = await _admin(base, base.db)
         try:
-            await conn.execute(f'create database "{name}"')
-        finally:
-            await conn.close()
-
-    async def drop() -> None:
-        conn = await _admin(base, base.db)
-        try:
-            await conn.execute(f'drop database if exists "{name}" with (force)')
+            await conn.execute(statement)
         finally:
             await conn.close()
 
     try:
-        asyncio.run(create())
+        asyncio.run(run(f'create database "{name}"'))
     except OSError as exc:
         pytest.fail(f"no PostgreSQL at {base.host}:{base.port} ({exc}): run `make infra` first")
     settings = base.model_copy(update={"db": name})
     upgrade(settings.url)
-    yield settings
-    asyncio.run(drop())
+    try:
+        yield settings
+    finally:
+        asyncio.run(run(f'drop database if exists "{name}" with (force)'))
+
+
+@pytest.fixture(scope="session")
+def database_settings(run_id: str) -> Iterator[DatabaseSettings]:
+    """A fresh database for this run, migrated to head, dropped afterwards."""
+    with _fresh_database(f"polku_test_{run_id}") as settings:
+        yield settings
+
+
+@pytest.fixture
+def own_database(run_id: str) -> Iterator[DatabaseSettings]:
+    """A database of one test's own, for a stager on the real clock: in the run's shared
+    database it would fire the timers other tests' contacts left due."""
+    with _fresh_database(f"polku_test_{run_id}_{uuid.uuid4().hex[:6]}") as settings:
+        yield settings
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.ingest.sources import create_source
+from shared.db.engine import make_engine
 from shared.db.tables import transitions
 from shared.settings import DatabaseSettings, KafkaSettings
 from tests.actions_harness import (
@@ -32,11 +33,19 @@ from tests.processes import ServiceProcess, local_script, service_env
 
 
 @pytest.fixture
-def pipeline(topic_names: KafkaSettings, database_settings: DatabaseSettings, tmp_path: Path,
+async def engine(own_database: DatabaseSettings) -> AsyncIterator[AsyncEngine]:
+    """The test's own database: its stager runs on the real clock (see own_database)."""
+    engine = make_engine(own_database)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def pipeline(topic_names: KafkaSettings, own_database: DatabaseSettings, tmp_path: Path,
              receiver: Receiver) -> Iterator[list[ServiceProcess]]:
     tag = uuid.uuid4().hex[:8]
     env = service_env(
-        topic_names, database_settings,
+        topic_names, own_database,
         POLKU_JOURNEYS_DIR=str(write_journey(tmp_path / "journeys", receiver)),
         POLKU_STAGER_GROUP_ID=f"pg-restart-stager-{tag}",
         POLKU_ACTIONS_GROUP_ID=f"pg-restart-actions-{tag}",

@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shared.db.engine import make_engine
 from shared.db.tables import consumer_offsets, transitions
 from shared.journey.loader import load_journeys
 from shared.journey.simulate import simulate
@@ -53,8 +56,16 @@ async def consumed(engine: AsyncEngine, group_id: str) -> int:
     return int(total or 0)
 
 
+@pytest.fixture
+async def engine(own_database: DatabaseSettings) -> AsyncIterator[AsyncEngine]:
+    """The test's own database (its stager runs on the real clock; see own_database)."""
+    engine = make_engine(own_database)
+    yield engine
+    await engine.dispose()
+
+
 async def test_repeated_sigkill_neither_loses_nor_doubles_a_transition(
-    topic_names: KafkaSettings, database_settings: DatabaseSettings, engine: AsyncEngine
+    topic_names: KafkaSettings, own_database: DatabaseSettings, engine: AsyncEngine
 ) -> None:
     rng = random.Random(20261123)
     messages = traffic(rng, contacts=100, per_contact=60)
@@ -62,7 +73,7 @@ async def test_repeated_sigkill_neither_loses_nor_doubles_a_transition(
                                       topic_names.transitions_topic,
                                       topic_names.dead_letter_topic])
     group_id = f"crash-{uuid.uuid4().hex[:8]}"
-    env = service_env(topic_names, database_settings, POLKU_JOURNEYS_DIR=str(JOURNEYS),
+    env = service_env(topic_names, own_database, POLKU_JOURNEYS_DIR=str(JOURNEYS),
                       POLKU_STAGER_GROUP_ID=group_id, POLKU_STAGER_MAX_BATCH="40",
                       POLKU_STAGER_SESSION_TIMEOUT_MS="6000",
                       POLKU_STAGER_HEARTBEAT_INTERVAL_MS="1000")
