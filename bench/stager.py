@@ -133,7 +133,7 @@ async def run_stager(
 ) -> tuple[float, int, float]:
     """Seconds from the first committed batch to the last, the events applied in that time (the
     first batches' are not: they were done before the clock started), and transitions."""
-    engine = make_engine(db)
+    engine = make_engine(db, pre_ping=False)  # as services/stager/app.py
     producer = durable_producer(kafka)
     await producer.start()
     await ensure_topics(kafka, [kafka.transitions_topic, kafka.dead_letter_topic])

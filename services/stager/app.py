@@ -42,7 +42,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            engine = make_engine(database)
+            # Every batch is retried on failure, so no ping per checkout (see make_engine).
+            engine = make_engine(database, pre_ping=False)
             stack.push_async_callback(engine.dispose)
             app.state.engine = engine
             await ensure_topics(kafka, [kafka.touchpoints_topic, kafka.transitions_topic,

@@ -20,6 +20,8 @@ from services.stager.store import OutboxRecord, delete_outbox, pending_outbox
 # The partitioner `producer.send` uses (shared.kafka.durable_producer keeps the default): a
 # record keyed by contact lands on the same partition as it would through `send`.
 _PARTITIONER = DefaultPartitioner()
+# Outbox rows read, published and deleted at a time.
+OUTBOX_BATCH = 2000
 
 
 async def publish_outbox(
@@ -28,7 +30,7 @@ async def publish_outbox(
     """Publish everything pending for `partition`, oldest first. Returns how many went out."""
     total = 0
     while True:
-        pending = await pending_outbox(engine, partition)
+        pending = await pending_outbox(engine, partition, OUTBOX_BATCH)
         if not pending:
             return total
         await asyncio.gather(*await _send_in_batches(producer, pending))
@@ -37,6 +39,9 @@ async def publish_outbox(
             kind = "dead_letter" if row.topic == dead_letter_topic else "transition"
             metrics.OUTBOX_PUBLISHED.labels(kind).inc()
         total += len(pending)
+        if len(pending) < OUTBOX_BATCH:
+            # That was all of it: only this partition's owner (us) adds rows, and it is here.
+            return total
 
 
 async def _send_in_batches(

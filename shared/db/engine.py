@@ -8,7 +8,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from shared.settings import DatabaseSettings
 
 
-def make_engine(settings: DatabaseSettings, *, pool_size: int | None = None) -> AsyncEngine:
+def make_engine(
+    settings: DatabaseSettings, *, pool_size: int | None = None, pre_ping: bool = True
+) -> AsyncEngine:
+    """`pre_ping` tests each connection as it leaves the pool, so nothing fails on a connection
+    the server closed (a restart). It costs a round trip per checkout: a caller that retries
+    every failed transaction anyway (the stager) can turn it off. SQLAlchemy still discards the
+    whole pool when it meets a closed connection, so that caller fails once, not once per
+    pooled connection."""
     url = settings.url
     if url.startswith("sqlite"):
         return create_async_engine(url)
@@ -16,7 +23,7 @@ def make_engine(settings: DatabaseSettings, *, pool_size: int | None = None) -> 
         url,
         pool_size=pool_size or settings.pool_size,
         max_overflow=5,
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
         pool_timeout=5,
         # A statement must not hang a request or a batch forever when the server goes away.
         connect_args={"timeout": 5, "command_timeout": 30},
