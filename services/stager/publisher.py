@@ -35,9 +35,9 @@ async def publish_outbox(
             return total
         await asyncio.gather(*await _send_in_batches(producer, pending))
         await delete_outbox(engine, [row.id for row in pending])
-        for row in pending:
-            kind = "dead_letter" if row.topic == dead_letter_topic else "transition"
-            metrics.OUTBOX_PUBLISHED.labels(kind).inc()
+        dead = sum(1 for row in pending if row.topic == dead_letter_topic)
+        metrics.OUTBOX_PUBLISHED.labels("dead_letter").inc(dead)
+        metrics.OUTBOX_PUBLISHED.labels("transition").inc(len(pending) - dead)
         total += len(pending)
         if len(pending) < OUTBOX_BATCH:
             # That was all of it: only this partition's owner (us) adds rows, and it is here.
@@ -54,8 +54,11 @@ async def _send_in_batches(
     """
     futures: list[asyncio.Future[Any]] = []
     open_batches: dict[tuple[str, int], Any] = {}  # (topic, partition) -> BatchBuilder
+    partitions_of: dict[str, list[int]] = {}
     for row in rows:
-        partitions = list(await producer.partitions_for(row.topic))
+        partitions = partitions_of.get(row.topic)
+        if partitions is None:
+            partitions = partitions_of[row.topic] = list(await producer.partitions_for(row.topic))
         target = (row.topic, _PARTITIONER(row.key, partitions, partitions))
         headers = [(k, v.encode()) for k, v in (row.headers or {}).items()]
         batch = open_batches.get(target)

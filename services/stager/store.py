@@ -14,6 +14,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -138,14 +139,8 @@ async def stored_offsets(engine: AsyncEngine, group_id: str, topic: str) -> dict
 
 
 async def _lock_offset(conn: AsyncConnection, where: Partition) -> int:
-    """Lock the partition's offset row, creating it first so there is a row to lock."""
-    await conn.execute(
-        _insert(conn, consumer_offsets)
-        .values(group_id=where.group_id, topic=where.topic, partition=where.partition,
-                next_offset=0)
-        .on_conflict_do_nothing()
-    )
-    row = await conn.execute(
+    """Lock the partition's offset row, creating it the first time so there is a row to lock."""
+    lock = (
         sa.select(consumer_offsets.c.next_offset)
         .where(
             consumer_offsets.c.group_id == where.group_id,
@@ -154,7 +149,16 @@ async def _lock_offset(conn: AsyncConnection, where: Partition) -> int:
         )
         .with_for_update()
     )
-    return int(row.scalar_one())
+    stored = (await conn.execute(lock)).scalar_one_or_none()
+    if stored is None:  # only the first batch ever of this group and partition
+        await conn.execute(
+            _insert(conn, consumer_offsets)
+            .values(group_id=where.group_id, topic=where.topic, partition=where.partition,
+                    next_offset=0)
+            .on_conflict_do_nothing()
+        )
+        stored = (await conn.execute(lock)).scalar_one()
+    return int(stored)
 
 
 async def _save_offset(conn: AsyncConnection, where: Partition, next_offset: int) -> None:
@@ -202,6 +206,10 @@ async def _load_states(
         rows = await conn.execute(
             sa.select(contact_states.c.state).where(contact_states.c.contact.in_(contacts))
         )
+    return _decode_states(rows)
+
+
+def _decode_states(rows: Iterable[Any]) -> dict[StateKey, ContactState]:
     states = {}
     for (data,) in rows:  # a dict, or JSON text (SQLite, and PostgreSQL's `state::text`)
         state = ContactState.from_json(data if isinstance(data, dict) else json.loads(data))
@@ -398,21 +406,18 @@ async def fire_timers(
             .order_by(contact_states.c.timer_due_at)
             .limit(limit)
         )
-        states: dict[StateKey, ContactState] = {}
-        for (data,) in rows:
-            state = ContactState.from_json(data if isinstance(data, dict) else json.loads(data))
-            states[(state.journey_id, state.contact)] = state
+        states = _decode_states(rows)
         if not states:
             return Changes()
         changes = apply_timers(states, by_id, now)
-        for key in states:
-            if key not in changes.states:  # journey no longer loaded: stop asking for it
-                await conn.execute(
-                    sa.update(contact_states)
-                    .where(contact_states.c.journey_id == key[0],
-                           contact_states.c.contact == key[1])
-                    .values(timer_due_at=None)
-                )
+        unloaded = [key for key in states if key not in changes.states]
+        if unloaded:  # their journey is no longer loaded: stop asking for them
+            await conn.execute(
+                sa.update(contact_states)
+                .where(sa.tuple_(contact_states.c.journey_id, contact_states.c.contact)
+                       .in_(unloaded))
+                .values(timer_due_at=None)
+            )
         await _persist(conn, where.partition, changes, by_id, {}, topics)
     return changes
 
