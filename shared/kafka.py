@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Iterable
 from typing import Any
 
@@ -13,8 +12,6 @@ from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from shared.settings import KafkaSettings
-
-log = logging.getLogger(__name__)
 
 
 async def ensure_topics(settings: KafkaSettings, names: Iterable[str]) -> None:

@@ -169,9 +169,9 @@ class Instant(NamedTuple):
     text: str
 
 
-def parse_sent_at(value: Any, field: str = "sentAt") -> Instant | None:
+def parse_sent_at(value: Any) -> Instant | None:
     """A batch's top-level sentAt, validated like the per-event one."""
-    return _time(value, field)
+    return _time(value, "sentAt")
 
 
 def _event_time(

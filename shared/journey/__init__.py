@@ -11,7 +11,6 @@ from shared.journey.action import (
     WebhookTarget,
     actions_for,
     delivery_id,
-    webhook_payload,
     webhooks_for,
 )
 from shared.journey.channel import derive_channel
@@ -82,6 +81,5 @@ __all__ = [
     "simulate",
     "template_ids",
     "validate_path",
-    "webhook_payload",
     "webhooks_for",
 ]

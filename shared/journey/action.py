@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
-from shared.journey.state import ContactState
 from shared.journey.transition import Transition
 
 if TYPE_CHECKING:
@@ -99,35 +98,3 @@ def webhooks_for(journey: Journey, transition: Transition) -> list[WebhookTarget
 def delivery_id(transition: Transition, target: WebhookTarget) -> str:
     """Stable `webhook-id` for one transition to one URL, identical on every retry and replay."""
     return f"msg_{uuid.uuid5(uuid.UUID(transition.transition_id), target.url).hex}"
-
-
-def webhook_payload(
-    transition: Transition, target: WebhookTarget, state: ContactState | None = None
-) -> dict[str, Any]:
-    """The JSON body for a delivery: the transition, the contact's traits and touches if a state
-    is given, narrowed to the target's `fields` when it names any."""
-    body = transition.to_json()
-    if state is not None:
-        body["traits"] = dict(state.traits)
-        body["first_touch"] = _touch(state.first_touch)
-        body["last_touch"] = _touch(state.last_touch)
-    if target.fields is None:
-        return body
-    return _select(body, target.fields)
-
-
-def _select(body: Mapping[str, Any], fields: Sequence[str]) -> dict[str, Any]:
-    selected: dict[str, Any] = {}
-    for name in fields:
-        if name.startswith("traits."):
-            trait = name.removeprefix("traits.")
-            traits = body.get("traits") or {}
-            if trait in traits:
-                selected.setdefault("traits", {})[trait] = traits[trait]
-        elif name in body:
-            selected[name] = body[name]
-    return selected
-
-
-def _touch(touch: Any) -> dict[str, str] | None:
-    return {"channel": touch.channel, "at": touch.at.isoformat()} if touch else None

@@ -127,8 +127,3 @@ def accumulators(condition: Condition | None) -> Iterator[Accumulator]:
 def is_timed(condition: Condition) -> bool:
     """Whether time passing alone can make the condition true, so a timer must watch it."""
     return any(isinstance(node, InactiveFor | InStageFor) for node in walk(condition))
-
-
-def is_event_level(condition: Condition) -> bool:
-    """Whether the condition looks only at the current touchpoint (what count and score need)."""
-    return all(isinstance(node, EventMatch | AllOf | AnyOf | Not) for node in walk(condition))

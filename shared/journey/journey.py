@@ -51,10 +51,6 @@ class Journey:
         return tuple(found)
 
     @cached_property
-    def timed_rules(self) -> tuple[Rule, ...]:
-        return tuple(rule for rule in self.rules if rule.timed)
-
-    @cached_property
     def compiled(self) -> CompiledJourney:
         """The conditions as closures, for the engine (built on first use, once per object)."""
         return compile_journey(self)

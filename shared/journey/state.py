@@ -48,10 +48,6 @@ class ContactState:
     seen: tuple[str, ...] = ()
     sequence: int = 0
 
-    @property
-    def entered(self) -> bool:
-        return self.stage is not None
-
     def evolve(self, **changes: Any) -> ContactState:
         """A copy with `changes` applied: `dataclasses.replace`, about four times faster.
 

@@ -14,7 +14,6 @@ from shared.journey import (
     check_yaml,
     delivery_id,
     replay,
-    webhook_payload,
     webhooks_for,
 )
 
@@ -90,21 +89,6 @@ def test_each_url_gets_one_delivery_per_transition_with_a_stable_id() -> None:
     assert delivery_id(transition, targets[0]) == delivery_id(again, targets[0])
     assert delivery_id(transition, targets[0]) != delivery_id(transition, targets[1])
     assert delivery_id(transition, targets[0]).startswith("msg_")
-
-
-def test_the_payload_is_the_transition_plus_contact_details_narrowed_to_fields() -> None:
-    transition, state = demo_transition()
-    target = WebhookTarget(
-        "http://x.example/h", secret_env="S", fields=("contact", "to", "traits.email")
-    )
-    assert webhook_payload(transition, target, state) == {  # type: ignore[arg-type]
-        "contact": "alice",
-        "to": "selection",
-        "traits": {"email": "a@example.com"},
-    }
-    full = webhook_payload(transition, WebhookTarget("http://x.example/h", secret_env="S"))
-    assert full == transition.to_json()
-    assert Transition.from_json(full) == transition
 
 
 HOOK = "url: 'http://a.example', secret_env: S"
