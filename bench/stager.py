@@ -26,14 +26,15 @@ from aiokafka import AIOKafkaConsumer
 
 from bench.common import rate, scratch_database, scratch_topics
 from services.stager import metrics
+from services.stager.app import STAGER_GC_MIDDLE, STAGER_GC_YOUNG
 from services.stager.consumer import Stager
-from services.stager.runtime import tune_garbage_collector
 from services.stager.settings import StagerSettings
 from shared.clock import SystemClock
 from shared.db.engine import make_engine
 from shared.journey.journey import Journey
 from shared.journey.loader import load_journeys
 from shared.kafka import durable_producer, ensure_topics
+from shared.runtime import collect_less_often
 from shared.settings import DatabaseSettings, KafkaSettings
 from tests.messages import touchpoint
 
@@ -141,7 +142,7 @@ async def run_stager(
                               stage_gauge_interval_s=3600)
     stager = Stager(kafka, settings, engine, producer, journeys, SystemClock())
     thresholds = gc.get_threshold()
-    tune_garbage_collector()  # as `polku stager` does once started
+    collect_less_often(STAGER_GC_YOUNG, STAGER_GC_MIDDLE, freeze=True)  # as `polku stager`
     counter = metrics.EVENTS.labels("applied")
     before = counter._value.get()
     task = asyncio.create_task(stager.run())

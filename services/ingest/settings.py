@@ -20,7 +20,7 @@ class IngestSettings(BaseSettings):
     retry_after_s: int = 5
     # Write-key lookups are cached this long, so a revoke takes effect within this time.
     key_cache_ttl_s: float = 5.0
-    # Allocations between young-generation collections (CPython's default is 700); see tune_gc.
+    # Allocations between young-generation collections (CPython's default: 700); shared/runtime.py
     gc_young_threshold: int = 20_000
     # A key lookup in PostgreSQL that takes longer than this answers 503 instead of hanging.
     key_lookup_timeout_s: float = 2.0
