@@ -65,7 +65,8 @@ def create_app(
             await _start(stack, "actions-dispatcher", dispatcher.run(), dispatcher.stop,
                          settings.shutdown_grace_s + 15)
             consumer = TransitionConsumer(kafka, settings, engine, producer, journeys, clock,
-                                          on_created=dispatcher.wake)
+                                          on_created=dispatcher.wake,
+                                          first_delay=dispatcher.schedule.first_delay)
             await _start(stack, "actions-consumer", consumer.run(), consumer.stop, 30)
             yield
 

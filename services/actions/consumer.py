@@ -46,6 +46,7 @@ class TransitionConsumer:
         journeys: Mapping[str, Journey],
         clock: Clock,
         on_created: Callable[[], None] = lambda: None,
+        first_delay: Callable[[], float] = lambda: 0.0,
     ) -> None:
         self.kafka = kafka
         self.settings = settings
@@ -54,6 +55,7 @@ class TransitionConsumer:
         self.journeys = journeys
         self.clock = clock
         self.on_created = on_created
+        self.first_delay = first_delay
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=kafka.bootstrap_servers,
             group_id=settings.group_id,
@@ -119,7 +121,8 @@ class TransitionConsumer:
                 found = plan(transition, self.journeys)
                 metrics.TRANSITIONS.labels("matched" if found else "unmatched").inc()
                 planned.extend(found)
-        created = await create_deliveries(self.engine, planned, self.clock.now())
+        created = await create_deliveries(self.engine, planned, self.clock.now(),
+                                          self.first_delay())
         for delivery in created:
             metrics.DELIVERIES_CREATED.labels(delivery.endpoint_id).inc()
         for tp, record, error in dead:

@@ -14,7 +14,7 @@ import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -100,9 +100,11 @@ class AttemptResult:
 
 
 async def create_deliveries(
-    engine: AsyncEngine, planned: Sequence[PlannedDelivery], now: datetime
+    engine: AsyncEngine, planned: Sequence[PlannedDelivery], now: datetime,
+    first_delay_s: float = 0.0,
 ) -> list[PlannedDelivery]:
     """Insert the deliveries that don't exist yet, in one transaction; returns those created.
+    Their first attempt is due `first_delay_s` after `now` (the retry schedule's first delay).
 
     Deliveries to an endpoint disabled by a 410 are created as dead letters straight away, so
     they show up in GET /v1/deliveries?status=failed and can be replayed once it is re-enabled.
@@ -124,7 +126,8 @@ async def create_deliveries(
                 )
             )
         }
-        rows = [_delivery_row(p, now, disabled) for p in planned]
+        first_attempt_at = now + timedelta(seconds=first_delay_s)
+        rows = [_delivery_row(p, now, first_attempt_at, disabled) for p in planned]
         statement = (
             pg_insert(deliveries).on_conflict_do_nothing(index_elements=["id"])
             .returning(deliveries.c.id)
@@ -135,8 +138,8 @@ async def create_deliveries(
     return [p for p in planned if p.id in created]
 
 
-def _delivery_row(p: PlannedDelivery, now: datetime, disabled: Mapping[str, str | None]
-                  ) -> dict[str, Any]:
+def _delivery_row(p: PlannedDelivery, now: datetime, first_attempt_at: datetime,
+                  disabled: Mapping[str, str | None]) -> dict[str, Any]:
     off = p.endpoint_id in disabled
     return {
         "id": p.id,
@@ -150,7 +153,7 @@ def _delivery_row(p: PlannedDelivery, now: datetime, disabled: Mapping[str, str 
         "headers": dict(p.headers),
         "status": FAILED if off else PENDING,
         "attempts": 0,
-        "next_attempt_at": now,
+        "next_attempt_at": first_attempt_at,
         "last_error": f"endpoint disabled: {disabled[p.endpoint_id]}" if off else None,
         "created_at": now,
         "failed_at": now if off else None,

@@ -52,6 +52,15 @@ async def test_creating_a_delivery_twice_creates_it_once(engine: AsyncEngine) ->
     assert len(await store.list_deliveries(engine, status="pending")) == 3
 
 
+async def test_the_first_attempt_waits_for_the_schedules_first_delay(engine: AsyncEngine) -> None:
+    await store.create_deliveries(engine, planned("https://late.example/hook", 2), NOW,
+                                  first_delay_s=30)
+    _, early = await claim(engine, now=NOW + timedelta(seconds=29))
+    _, due = await claim(engine, now=NOW + timedelta(seconds=30))
+    assert [d.url for d in early] == []
+    assert [d.url for d in due] == ["https://late.example/hook"] * 2
+
+
 async def test_concurrent_claims_never_share_a_delivery(engine: AsyncEngine) -> None:
     for i in range(5):
         await store.create_deliveries(engine, planned(f"https://{i}.example/hook", 40), NOW)
