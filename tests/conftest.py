@@ -19,7 +19,7 @@ from shared.db.engine import make_engine
 from shared.db.migrate import upgrade
 from shared.kafka import broker_reachable
 from shared.settings import DatabaseSettings, KafkaSettings
-from tests.actions_harness import Receiver
+from tests.actions_harness import Receiver, clear_deliveries
 
 
 @pytest.fixture(scope="session")
@@ -127,3 +127,9 @@ def receiver() -> Iterator[Receiver]:
     """A real HTTP server on 127.0.0.1 recording what webhooks it receives."""
     with Receiver() as running:
         yield running
+
+
+@pytest.fixture
+async def no_earlier_deliveries(engine: AsyncEngine) -> None:
+    """Webhook deliveries other tests left in the run's database are removed first."""
+    await clear_deliveries(engine)

@@ -16,7 +16,6 @@ from tests.actions_harness import (
     SECRET,
     SECRET_ENV,
     Receiver,
-    clear_deliveries,
     eventually,
     running_actions,
 )
@@ -26,9 +25,7 @@ from tests.stager_harness import running_stager
 T0 = datetime(2026, 10, 1, 9, 0, tzinfo=UTC)
 
 
-@pytest.fixture(autouse=True)
-async def no_earlier_deliveries(engine: AsyncEngine) -> None:
-    await clear_deliveries(engine)
+pytestmark = pytest.mark.usefixtures("no_earlier_deliveries")
 
 
 def trial_with_actions(directory: Path, receiver: Receiver) -> Path:

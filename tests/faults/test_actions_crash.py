@@ -20,7 +20,6 @@ from tests.actions_harness import (
     SECRET_ENV,
     Receiver,
     Reply,
-    clear_deliveries,
     eventually,
     produce_transitions,
     transition,
@@ -28,10 +27,7 @@ from tests.actions_harness import (
 )
 from tests.processes import ServiceProcess, service_env
 
-
-@pytest.fixture(autouse=True)
-async def no_earlier_deliveries(engine: AsyncEngine) -> None:
-    await clear_deliveries(engine)
+pytestmark = pytest.mark.usefixtures("no_earlier_deliveries")
 
 
 def actions_env(kafka: KafkaSettings, database: DatabaseSettings, journeys: Path) -> dict[str, str]:

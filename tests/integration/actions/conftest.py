@@ -4,14 +4,13 @@ its journeys name in the environment."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.actions_harness import SECRET, SECRET_ENV, clear_deliveries
+from tests.actions_harness import SECRET, SECRET_ENV
 
 
 @pytest.fixture(autouse=True)
-async def no_earlier_deliveries(engine: AsyncEngine) -> None:
-    await clear_deliveries(engine)
+def _no_earlier_deliveries(no_earlier_deliveries: None) -> None:
+    """(tests/conftest.py's fixture, for every test in this folder)"""
 
 
 @pytest.fixture(autouse=True)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.journey import Journey, Touchpoint, journey_from_yaml
+from tests.messages import touchpoint
 
 T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
 _ids = itertools.count(1)
@@ -29,28 +30,10 @@ def message(
     traits: dict[str, Any] | None = None,
     context: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    stamp = when.isoformat().replace("+00:00", "Z")
-    return {
-        "v": 1,
-        "type": type,
-        "messageId": message_id or f"msg-{next(_ids)}",
-        "contact": contact,
-        "userId": contact,
-        "anonymousId": None,
-        "previousId": None,
-        "groupId": None,
-        "event": event,
-        "name": name,
-        "properties": properties or {},
-        "traits": traits or {},
-        "context": context or {},
-        "timestamp": stamp,
-        "originalTimestamp": stamp,
-        "sentAt": stamp,
-        "receivedAt": stamp,
-        "sourceId": "test-source",
-    }
-
+    """A wire message (tests.messages.touchpoint) with short, predictable message ids."""
+    return touchpoint(contact, when, type=type, event=event, name=name, properties=properties,
+                      traits=traits, context=context,
+                      message_id=message_id or f"msg-{next(_ids)}")
 
 def track(event: str, when: datetime = T0, **kw: Any) -> Touchpoint:
     return Touchpoint.from_message(message("track", event=event, when=when, **kw))
