@@ -64,7 +64,7 @@ def create_app(
             # until the broker is back): an outage at start-up must not keep /healthz away.
             await asyncio.wait({connecting}, timeout=settings.produce_timeout_s)
             app.state.engine = engine
-            app.state.journeys = journeys
+            app.state.journeys = {j.id: j for j in journeys}  # by id, for the read API
             app.state.read_token = settings.read_token
             app.state.intake = Intake(
                 settings,

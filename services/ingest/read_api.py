@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -24,7 +24,7 @@ router = APIRouter(prefix="/v1", tags=["read"], dependencies=[Depends(_authorise
 
 def _labels(journey: Journey | None, stage_id: str | None) -> dict[str, str]:
     stage = journey.stage(stage_id) if journey is not None and stage_id else None
-    return {"fi": stage.labels.fi, "en": stage.labels.en} if stage else {}
+    return stage.labels.as_json() if stage else {}
 
 
 def _touch(touch: Any) -> dict[str, str] | None:
@@ -33,19 +33,16 @@ def _touch(touch: Any) -> dict[str, str] | None:
 
 @router.get("/journeys", summary="Journeys loaded from the journeys directory")
 async def list_journeys(request: Request) -> dict[str, Any]:
-    journeys: Sequence[Journey] = request.app.state.journeys
+    journeys: Mapping[str, Journey] = request.app.state.journeys
     return {
         "journeys": [
             {
                 "id": j.id,
                 "version": j.version,
-                "labels": {"fi": j.labels.fi, "en": j.labels.en},
-                "stages": [
-                    {"id": s.id, "labels": {"fi": s.labels.fi, "en": s.labels.en}}
-                    for s in j.stages
-                ],
+                "labels": j.labels.as_json(),
+                "stages": [{"id": s.id, "labels": s.labels.as_json()} for s in j.stages],
             }
-            for j in journeys
+            for j in journeys.values()
         ]
     }
 
@@ -56,7 +53,7 @@ async def list_journeys(request: Request) -> dict[str, Any]:
     responses={404: {"description": "No journey has seen this contact"}},
 )
 async def get_contact(contact_id: str, request: Request) -> dict[str, Any]:
-    journeys = {j.id: j for j in request.app.state.journeys}
+    journeys: Mapping[str, Journey] = request.app.state.journeys
     async with request.app.state.engine.connect() as conn:
         states = (
             await conn.execute(

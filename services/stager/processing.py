@@ -125,7 +125,7 @@ def transition_message(
         if stage_id is None:
             return None
         found = journey.stage(stage_id) if journey is not None else None
-        labels = {"fi": found.labels.fi, "en": found.labels.en} if found else {}
+        labels = found.labels.as_json() if found else {}
         return {"id": stage_id, "labels": labels}
 
     if transition.cause.startswith("timer:"):

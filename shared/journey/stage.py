@@ -10,6 +10,9 @@ class Labels:
     fi: str
     en: str
 
+    def as_json(self) -> dict[str, str]:
+        return {"fi": self.fi, "en": self.en}
+
 
 @dataclass(frozen=True)
 class Stage:
