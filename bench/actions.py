@@ -28,13 +28,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaProducer
 
 from bench.common import rate, scratch_database, scratch_topics
 from services.actions.app import create_app
 from services.actions.settings import ActionsSettings
 from shared.clock import SystemClock
-from shared.kafka import ensure_topics
+from shared.kafka import durable_producer, ensure_topics
 from shared.settings import DatabaseSettings, KafkaSettings
 
 SECRET = "whsec_" + base64.b64encode(b"bench-secret-0123456789abcdefgh").decode()
@@ -167,8 +166,7 @@ async def baseline(receiver: Receiver, count: int, concurrency: int, max_s: floa
 
 
 async def produce(kafka: KafkaSettings, messages: list[dict[str, Any]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all",
-                                linger_ms=5)
+    producer = durable_producer(kafka, linger_ms=5)
     await producer.start()
     try:
         futures = [await producer.send(kafka.transitions_topic, json.dumps(m).encode(),
@@ -180,8 +178,7 @@ async def produce(kafka: KafkaSettings, messages: list[dict[str, Any]]) -> None:
 
 async def steady(kafka: KafkaSettings, per_second: int, seconds: float) -> int:
     """Produce at a steady rate, each transition stamped with the moment it was sent."""
-    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all",
-                                linger_ms=1)
+    producer = durable_producer(kafka, linger_ms=1)
     await producer.start()
     sent = 0
     try:

@@ -82,8 +82,7 @@ def serving(app: FastAPI, timeout_s: float = 60) -> Iterator[str]:
 
 def unreachable(database: DatabaseSettings) -> DatabaseSettings:
     """The same database settings with a port where nothing listens."""
-    # Built anew rather than model_copy'd: a copy keeps the original's cached `url`.
-    return DatabaseSettings(**{**database.model_dump(), "port": free_port()})
+    return database.model_copy(update={"port": free_port()})
 
 
 class Touchpoint(NamedTuple):
