@@ -32,7 +32,7 @@ from shared.journey.condition import (
     Traits,
 )
 from shared.journey.describe import describe
-from shared.journey.evaluation import count_at, quiet_since, score_at
+from shared.journey.evaluation import clock_nodes, count_at, quiet_since, score_at
 from shared.journey.matching import lookup, passes
 from shared.journey.rule import Rule
 from shared.journey.state import ContactState
@@ -53,6 +53,7 @@ class CompiledRule:
     rule: Rule
     holds: Predicate
     reason: str  # the transition reason, e.g. "rule 'purchase': event 'Order Completed'"
+    clock_nodes: tuple[Condition, ...]  # the parts of `when` that time alone can change
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ class CompiledJourney:
 
 def compile_journey(journey: Journey) -> CompiledJourney:
     rules = tuple(
-        CompiledRule(rule, compile_condition(rule.when), rule_reason(rule))
+        CompiledRule(rule, compile_condition(rule.when), rule_reason(rule), clock_nodes(rule.when))
         for rule in journey.rules
     )
     counts, scores = [], []

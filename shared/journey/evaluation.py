@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from shared.journey.condition import (
@@ -88,13 +89,24 @@ def decay(elapsed: timedelta, half_life: timedelta) -> float:
     return float(0.5 ** (elapsed / half_life))
 
 
-def change_points(condition: Condition, state: ContactState) -> set[datetime]:
-    """Instants at which the condition's truth can change with no new touchpoint.
+def clock_nodes(condition: Condition) -> tuple[Condition, ...]:
+    """The parts of a condition whose truth can change as time passes, with no new touchpoint."""
+    return tuple(
+        node for node in walk(condition)
+        if isinstance(node, InactiveFor | InStageFor)
+        or (isinstance(node, Count) and node.within is not None)
+        or (isinstance(node, Score) and node.half_life is not None)
+    )
+
+
+def change_points(nodes: Iterable[Condition], state: ContactState) -> set[datetime]:
+    """Instants at which a condition's truth can change with no new touchpoint, given its
+    `clock_nodes` (worked out once per rule when the journey is compiled).
 
     Between two of these the condition is constant, so timers only need to look at them.
     """
     points: set[datetime] = set()
-    for node in walk(condition):
+    for node in nodes:
         if isinstance(node, InactiveFor):
             quiet = quiet_since(state)
             if quiet is not None:

@@ -29,7 +29,7 @@ def due_timer(
         {
             point
             for rule in rules
-            for point in change_points(rule.rule.when, state)
+            for point in change_points(rule.clock_nodes, state)
             if point > entered and (upto is None or point <= upto)
         }
     )
