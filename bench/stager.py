@@ -33,7 +33,7 @@ from shared.clock import SystemClock
 from shared.db.engine import make_engine
 from shared.journey.journey import Journey
 from shared.journey.loader import load_journeys
-from shared.kafka import durable_producer, ensure_topics
+from shared.kafka import KafkaWriter, durable_producer, ensure_topics
 from shared.runtime import collect_less_often
 from shared.settings import DatabaseSettings, KafkaSettings
 from tests.messages import touchpoint
@@ -140,7 +140,7 @@ async def run_stager(
     await ensure_topics(kafka, [kafka.transitions_topic, kafka.dead_letter_topic])
     settings = StagerSettings(group_id=f"bench-{uuid.uuid4().hex[:6]}",
                               stage_gauge_interval_s=3600)
-    stager = Stager(kafka, settings, engine, producer, journeys, SystemClock())
+    stager = Stager(kafka, settings, engine, KafkaWriter(producer), journeys, SystemClock())
     thresholds = gc.get_threshold()
     collect_less_often(STAGER_GC_YOUNG, STAGER_GC_MIDDLE, freeze=True)  # as `polku stager`
     counter = metrics.EVENTS.labels("applied")

@@ -21,7 +21,7 @@ from services.stager.settings import StagerSettings
 from shared.clock import Clock
 from shared.db.tables import consumer_offsets
 from shared.journey.loader import load_journeys
-from shared.kafka import durable_producer, ensure_topics
+from shared.kafka import KafkaWriter, durable_producer, ensure_topics
 from shared.settings import KafkaSettings
 
 JOURNEYS = Path(__file__).parent / "journeys"
@@ -44,7 +44,8 @@ async def running_stager(
     group_id = f"test-stager-{uuid.uuid4().hex[:8]}"
     settings = StagerSettings(group_id=group_id, timer_interval_s=0.1, poll_timeout_ms=100,
                               stage_gauge_interval_s=0.5)
-    stager = Stager(kafka, settings, engine, producer, load_journeys(journeys_dir), clock)
+    stager = Stager(kafka, settings, engine, KafkaWriter(producer), load_journeys(journeys_dir),
+                    clock)
     task = asyncio.create_task(stager.run())
     try:
         yield RunningStager(stager, group_id)

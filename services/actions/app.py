@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
-import signal
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI
 
@@ -21,8 +17,9 @@ from services.actions.settings import ActionsSettings
 from shared.clock import Clock, SystemClock
 from shared.db.engine import database_reachable, make_engine
 from shared.journey import load_journeys
-from shared.kafka import broker_reachable, durable_producer, ensure_topics
+from shared.kafka import KafkaWriter, broker_reachable, durable_producer, ensure_topics
 from shared.ops import add_ops_routes
+from shared.runtime import start_background
 from shared.settings import DatabaseSettings, KafkaSettings, ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -62,12 +59,13 @@ def create_app(
 
             dispatcher = Dispatcher(engine, settings, transport, clock)
             app.state.dispatcher = dispatcher
-            await _start(stack, "actions-dispatcher", dispatcher.run(), dispatcher.stop,
+            start_background(stack, "actions-dispatcher", dispatcher.run(), dispatcher.stop,
                          settings.shutdown_grace_s + 15)
-            consumer = TransitionConsumer(kafka, settings, engine, producer, journeys, clock,
+            consumer = TransitionConsumer(kafka, settings, engine, KafkaWriter(producer), journeys,
+                                          clock,
                                           on_created=dispatcher.wake,
                                           first_delay=dispatcher.schedule.first_delay)
-            await _start(stack, "actions-consumer", consumer.run(), consumer.stop, 30)
+            start_background(stack, "actions-consumer", consumer.run(), consumer.stop, 30)
             yield
 
     app = FastAPI(title="Polku actions", version="0.1.0", lifespan=lifespan)
@@ -82,29 +80,3 @@ def create_app(
         },
     )
     return app
-
-
-async def _start(stack: AsyncExitStack, name: str, work: Coroutine[Any, Any, None],
-                 stop: Callable[[], None], timeout_s: float) -> None:
-    """Run `work` as a task until shutdown, when `stop()` asks it to finish."""
-    task = asyncio.create_task(work, name=name)
-    task.add_done_callback(_crash_loudly)
-
-    async def finish() -> None:
-        stop()
-        try:
-            await asyncio.wait_for(task, timeout_s)
-        except (TimeoutError, asyncio.CancelledError):
-            log.warning("%s did not stop within %.0f s", name, timeout_s)
-        except Exception:  # already logged by _crash_loudly
-            pass
-
-    stack.push_async_callback(finish)
-
-
-def _crash_loudly(task: asyncio.Task[None]) -> None:
-    """A loop that died of a bug must not leave a healthy-looking process behind: exit."""
-    if not task.cancelled() and task.exception() is not None:
-        log.critical("%s died", task.get_name(), exc_info=task.exception())
-        os.kill(os.getpid(), signal.SIGTERM)
-

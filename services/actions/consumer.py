@@ -1,7 +1,7 @@
 """Consumes the transitions topic and turns each transition into persisted deliveries.
 
-At-least-once in, exactly one logical delivery out: a batch's deliveries are committed to
-PostgreSQL first and the Kafka offsets after, so a crash in between replays the batch, and the
+At-least-once in, exactly one logical delivery out: a batch's deliveries are committed to the
+database first and the log's offsets after, so a crash in between replays the batch, and the
 replay inserts nothing new because a delivery's id is derived from transition and endpoint.
 A record that is not a transition goes to the dead-letter topic with the reason and never
 stalls its partition.
@@ -14,7 +14,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Mapping
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -26,12 +26,25 @@ from services.actions.store import create_deliveries
 from shared.clock import Clock
 from shared.journey import Journey
 from shared.settings import KafkaSettings
+from shared.streams import OutRecord, RecordConsumer, RecordWriter
 
 log = logging.getLogger(__name__)
 
 TRANSIENT = (SQLAlchemyError, KafkaError, OSError, TimeoutError)
 
 Batches = Mapping[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+
+
+def kafka_consumer(kafka: KafkaSettings, settings: ActionsSettings) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        bootstrap_servers=kafka.bootstrap_servers,
+        group_id=settings.group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+        session_timeout_ms=settings.session_timeout_ms,
+        heartbeat_interval_ms=settings.heartbeat_interval_ms,
+    )
 
 
 class TransitionConsumer:
@@ -42,29 +55,23 @@ class TransitionConsumer:
         kafka: KafkaSettings,
         settings: ActionsSettings,
         engine: AsyncEngine,
-        producer: AIOKafkaProducer,
+        writer: RecordWriter,
         journeys: Mapping[str, Journey],
         clock: Clock,
         on_created: Callable[[], None] = lambda: None,
         first_delay: Callable[[], float] = lambda: 0.0,
+        consumer: RecordConsumer | None = None,
     ) -> None:
+        """`consumer` defaults to a Kafka consumer in the worker's group (kafka_consumer)."""
         self.kafka = kafka
         self.settings = settings
         self.engine = engine
-        self.producer = producer
+        self.writer = writer
         self.journeys = journeys
         self.clock = clock
         self.on_created = on_created
         self.first_delay = first_delay
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=kafka.bootstrap_servers,
-            group_id=settings.group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
-            session_timeout_ms=settings.session_timeout_ms,
-            heartbeat_interval_ms=settings.heartbeat_interval_ms,
-        )
+        self.consumer: RecordConsumer = consumer or kafka_consumer(kafka, settings)
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -131,18 +138,16 @@ class TransitionConsumer:
 
     async def _dead_letter(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes],
                            error: MalformedTransition) -> None:
-        await self.producer.send_and_wait(
-            self.kafka.dead_letter_topic,
-            value=record.value,
-            key=record.key,
-            headers=[
-                ("polku.source.topic", tp.topic.encode()),
-                ("polku.source.partition", str(tp.partition).encode()),
-                ("polku.source.offset", str(record.offset).encode()),
-                ("polku.error.reason", error.reason.encode()),
-                ("polku.error", error.error.encode()),
-            ],
-        )
+        await self.writer.write([OutRecord(
+            self.kafka.dead_letter_topic, record.key, record.value,
+            {
+                "polku.source.topic": tp.topic,
+                "polku.source.partition": str(tp.partition),
+                "polku.source.offset": str(record.offset),
+                "polku.error.reason": error.reason,
+                "polku.error": error.error,
+            },
+        )])
         metrics.TRANSITIONS.labels("dead_letter").inc()
         log.warning("dead-lettered offset %d of partition %d: %s", record.offset, tp.partition,
                     error)

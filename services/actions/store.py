@@ -4,13 +4,16 @@ Guarantees kept here:
 - a delivery's id is its `webhook-id`; creating one twice (a redelivered transition) inserts
   nothing (ON CONFLICT DO NOTHING), so each endpoint gets one logical delivery per transition;
 - a worker claims due deliveries with FOR UPDATE SKIP LOCKED and a lease, so several workers
-  share the work and a crashed worker's deliveries are taken over once its lease runs out;
+  share the work and a crashed worker's deliveries are taken over once its lease runs out
+  (SQLite, the embedded mode, has one worker and one connection: its claim is a plain
+  select-then-update inside one transaction);
 - an attempt's result is written only by the claim that made it (matching `claim_token`).
 """
 
 from __future__ import annotations
 
 import json
+import random
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,10 +21,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.actions.deliveries import PlannedDelivery
+from shared.db.dialect import insert
 from shared.db.tables import webhook_deliveries as deliveries
 from shared.db.tables import webhook_endpoints as endpoints
 
@@ -115,7 +118,7 @@ async def create_deliveries(
     created: set[str] = set()
     async with engine.begin() as conn:
         await conn.execute(
-            pg_insert(endpoints).on_conflict_do_nothing(index_elements=["id"]),
+            insert(conn, endpoints).on_conflict_do_nothing(index_elements=["id"]),
             [{"id": eid, "url": url} for eid, url in sorted(urls.items())],
         )
         disabled = {
@@ -129,7 +132,7 @@ async def create_deliveries(
         first_attempt_at = now + timedelta(seconds=first_delay_s)
         rows = [_delivery_row(p, now, first_attempt_at, disabled) for p in planned]
         statement = (
-            pg_insert(deliveries).on_conflict_do_nothing(index_elements=["id"])
+            insert(conn, deliveries).on_conflict_do_nothing(index_elements=["id"])
             .returning(deliveries.c.id)
         )
         for i in range(0, len(rows), _INSERT_CHUNK):
@@ -201,6 +204,11 @@ async def claim_due(
     token = str(uuid.uuid4())
     if total <= 0:
         return token, []
+    if engine.dialect.name != "postgresql":
+        async with engine.begin() as conn:
+            claimed = await _claim_portable(conn, token, now, lease_until, slots, default_slots,
+                                            total, exclude)
+        return token, claimed
     ids = list(slots)
     async with engine.connect() as conn:
         # One statement, atomic by itself: no BEGIN/COMMIT round trips.
@@ -212,6 +220,35 @@ async def claim_due(
         })
         claimed = [Delivery.from_row(row) for row in rows]
     return token, claimed
+
+
+async def _claim_portable(
+    conn: AsyncConnection, token: str, now: datetime, lease_until: datetime,
+    slots: Mapping[str, int], default_slots: int, total: int, exclude: Sequence[str],
+) -> list[Delivery]:
+    """claim_due for a database with a single writer (SQLite): the same choice, in two steps."""
+    rank = sa.func.row_number().over(partition_by=deliveries.c.endpoint_id,
+                                     order_by=deliveries.c.next_attempt_at).label("rank")
+    due = (
+        sa.select(deliveries.c.id, deliveries.c.endpoint_id, rank)
+        .join(endpoints, endpoints.c.id == deliveries.c.endpoint_id)
+        .where(deliveries.c.status == PENDING, deliveries.c.next_attempt_at <= now,
+               sa.or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until <= now),
+               endpoints.c.disabled_at.is_(None), deliveries.c.id.not_in(list(exclude)))
+        .subquery()
+    )
+    most = max([default_slots, *slots.values()])
+    rows = await conn.execute(sa.select(due.c.id, due.c.endpoint_id, due.c.rank)
+                              .where(due.c.rank <= most))
+    picked = [i for i, endpoint, n in rows if n <= slots.get(endpoint, default_slots)]
+    random.shuffle(picked)  # as the PostgreSQL claim: no endpoint always goes first
+    picked = picked[:total]
+    if not picked:
+        return []
+    await conn.execute(deliveries.update().where(deliveries.c.id.in_(picked))
+                       .values(lease_until=lease_until, claim_token=token))
+    return [Delivery.from_row(row)
+            for row in await conn.execute(_WITH_URL.where(deliveries.c.claim_token == token))]
 
 
 _RECORD = (

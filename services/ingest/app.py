@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -13,11 +13,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.ingest import metrics, read_api
 from services.ingest.errors import IngestError
 from services.ingest.intake import Intake
-from services.ingest.publish import KafkaPublisher
+from services.ingest.publish import KafkaPublisher, Publisher
 from services.ingest.routes import router
 from services.ingest.schemas import component_schemas
 from services.ingest.settings import IngestSettings
@@ -63,14 +64,7 @@ def create_app(
             # Serve once connected, or after the produce deadline at the latest (answering 503
             # until the broker is back): an outage at start-up must not keep /healthz away.
             await asyncio.wait({connecting}, timeout=settings.produce_timeout_s)
-            app.state.engine = engine
-            app.state.journeys = {j.id: j for j in journeys}  # by id, for the read API
-            app.state.read_token = settings.read_token
-            app.state.intake = Intake(
-                settings,
-                SourceDirectory(engine, settings.key_cache_ttl_s, settings.key_lookup_timeout_s),
-                publisher,
-            )
+            attach(app, engine, publisher, settings, journeys)
             # Every event allocates a few dicts and a future: 20,000 cut ingest's CPU per event
             # by ~20% (shared/runtime.py says why).
             collect_less_often(settings.gc_young_threshold)
@@ -78,10 +72,7 @@ def create_app(
 
     app = FastAPI(title="Polku ingest", version="0.1.0", description=DESCRIPTION,
                   lifespan=lifespan)
-    app.include_router(router)
-    app.include_router(read_api.router)
-    app.add_exception_handler(IngestError, refused)  # type: ignore[arg-type]
-    app.add_middleware(metrics.RequestMetrics)
+    add_api_routes(app)
     add_ops_routes(
         app,
         {
@@ -89,8 +80,30 @@ def create_app(
             "database": lambda: database_reachable(app.state.engine),
         },
     )
-    install_openapi(app)
     return app
+
+
+def add_api_routes(app: FastAPI) -> None:
+    """The Segment-compatible API and the read API, with their error answers and metrics.
+    Both modes mount these: `attach` gives them what they serve from."""
+    app.include_router(router)
+    app.include_router(read_api.router)
+    app.add_exception_handler(IngestError, refused)  # type: ignore[arg-type]
+    app.add_middleware(metrics.RequestMetrics)
+    install_openapi(app)
+
+
+def attach(app: FastAPI, engine: AsyncEngine, publisher: Publisher, settings: IngestSettings,
+           journeys: Sequence[Journey]) -> None:
+    """Point the API routes at a database and a log (Kafka or the embedded one)."""
+    app.state.engine = engine
+    app.state.journeys = {j.id: j for j in journeys}  # by id, for the read API
+    app.state.read_token = settings.read_token
+    app.state.intake = Intake(
+        settings,
+        SourceDirectory(engine, settings.key_cache_ttl_s, settings.key_lookup_timeout_s),
+        publisher,
+    )
 
 
 async def connect(publisher: KafkaPublisher, kafka: KafkaSettings, retry_s: float = 1.0) -> None:

@@ -83,8 +83,9 @@ class Intake:
             await self.publisher.publish(records)
         except NotAcknowledged as exc:
             raise Unavailable(
-                "kafka", f"{exc}; the request is not acknowledged, retry it (with the same "
-                "messageIds)", retry_after_s=self.settings.retry_after_s, events=len(records)
+                self.publisher.dependency,
+                f"{exc}; the request is not acknowledged, retry it (with the same messageIds)",
+                retry_after_s=self.settings.retry_after_s, events=len(records)
             ) from exc
         for call_type, count in Counter(r.type for r in records).items():
             metrics.EVENTS_ACCEPTED.labels(type=call_type).inc(count)

@@ -17,20 +17,24 @@ from typing import Protocol
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
+from sqlalchemy.exc import SQLAlchemyError
 
 from services.ingest import metrics
 from services.ingest.touchpoint import Record
+from shared.streams import OutRecord, RecordWriter
 
 log = logging.getLogger("polku.ingest")
 
 
 class Publisher(Protocol):
+    dependency: str  # what acknowledges the records ("kafka", "log"), named in 503 answers
+
     async def publish(self, records: Sequence[Record]) -> None:
-        """Return once Kafka acknowledged every record; raise NotAcknowledged otherwise."""
+        """Return once the log acknowledged every record; raise NotAcknowledged otherwise."""
 
 
 class NotAcknowledged(Exception):
-    """Kafka did not acknowledge every record before the deadline (or refused them)."""
+    """The log did not acknowledge every record before the deadline (or refused them)."""
 
 
 def _consume_outcome(future: asyncio.Future[object]) -> None:
@@ -67,6 +71,8 @@ class KafkaPublisher:
     Until `connect` has given it a started producer (the broker may be down when ingest starts)
     every publish is refused, which the API answers with 503 and Retry-After.
     """
+
+    dependency = "kafka"
 
     def __init__(self, topic: str, deadline_s: float) -> None:
         self.producer: AIOKafkaProducer | None = None
@@ -133,3 +139,37 @@ class KafkaPublisher:
     def _abandon(futures: Sequence[asyncio.Future[object]]) -> None:
         for future in futures:
             future.add_done_callback(_consume_outcome)
+
+
+class LogPublisher:
+    """Publishes to the embedded log (`polku dev`): acknowledged once the append has committed
+    to the SQLite file. The append goes on if the deadline passes (it is shielded), so the log's
+    offsets never skip; the client, answered 503, retries and the stager drops the duplicate."""
+
+    dependency = "log"
+
+    def __init__(self, writer: RecordWriter, topic: str, deadline_s: float) -> None:
+        self._writer = writer
+        self._topic = topic
+        self._deadline_s = deadline_s
+        self._running: set[asyncio.Task[None]] = set()  # appends, kept until done
+
+    async def publish(self, records: Sequence[Record]) -> None:
+        if not records:
+            return
+        started = time.perf_counter()
+        topic = self._topic
+        self._running.add(append := asyncio.create_task(
+            self._writer.write([OutRecord(topic, key, value) for key, value, _ in records])))
+        append.add_done_callback(self._running.discard)
+        try:
+            await asyncio.wait_for(asyncio.shield(append), self._deadline_s)
+        except TimeoutError:
+            append.add_done_callback(_consume_outcome)  # type: ignore[arg-type]
+            raise NotAcknowledged(
+                f"the embedded log did not commit the events within {self._deadline_s:g} s"
+            ) from None
+        except (SQLAlchemyError, OSError) as exc:
+            raise NotAcknowledged(
+                f"the embedded log refused the events ({type(exc).__name__})") from exc
+        metrics.PRODUCE_SECONDS.observe(time.perf_counter() - started)

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import os
-import signal
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -18,9 +14,9 @@ from services.stager.settings import StagerSettings
 from shared.clock import Clock, SystemClock
 from shared.db.engine import database_reachable, make_engine
 from shared.journey.loader import load_journeys
-from shared.kafka import broker_reachable, durable_producer, ensure_topics
+from shared.kafka import KafkaWriter, broker_reachable, durable_producer, ensure_topics
 from shared.ops import add_ops_routes
-from shared.runtime import collect_less_often
+from shared.runtime import collect_less_often, start_background
 from shared.settings import DatabaseSettings, KafkaSettings, ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -54,21 +50,14 @@ def create_app(
             producer = durable_producer(kafka)
             await producer.start()
             stack.push_async_callback(producer.stop)
-            stager = Stager(kafka, settings, engine, producer, journeys, clock or SystemClock())
+            stager = Stager(kafka, settings, engine, KafkaWriter(producer), journeys,
+                            clock or SystemClock())
             app.state.stager = stager
             # A batch keeps tens of thousands of objects alive until it commits; with the
             # default thresholds rescanning them took a fifth of the CPU (docs/stager.md).
             collect_less_often(STAGER_GC_YOUNG, STAGER_GC_MIDDLE, freeze=True)
-            task = asyncio.create_task(stager.run(), name="stager")
-
-            async def finish() -> None:
-                # Let the current batch commit, then leave the group.
-                stager.stop()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.wait_for(task, 30)
-
-            stack.push_async_callback(finish)
-            task.add_done_callback(_crash_loudly)
+            # On the way out the current batch commits, then the consumer leaves the group.
+            start_background(stack, "stager", stager.run(), stager.stop, 30)
             yield
 
     app = FastAPI(title="Polku stager", version="0.1.0", lifespan=lifespan)
@@ -80,10 +69,3 @@ def create_app(
         },
     )
     return app
-
-
-def _crash_loudly(task: asyncio.Task[None]) -> None:
-    """A loop that died of a bug must not leave a healthy-looking process behind: exit."""
-    if not task.cancelled() and task.exception() is not None:
-        log.critical("stager loop died", exc_info=task.exception())
-        os.kill(os.getpid(), signal.SIGTERM)

@@ -1,7 +1,8 @@
 """The stager's main loop: consume touchpoints per partition, apply them, fire timers, publish.
 
 Offsets live in the database beside the state they produced (see store.py), so on every
-partition assignment the consumer seeks to the stored offset instead of Kafka's committed one.
+partition assignment the consumer seeks to the stored offset instead of the log's committed one.
+The log is Kafka, or the embedded log in `polku dev` (shared/streams.py): this loop is the same.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from datetime import timedelta
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -35,6 +36,7 @@ from services.stager.store import (
 from shared.clock import Clock
 from shared.journey.journey import Journey
 from shared.settings import KafkaSettings
+from shared.streams import RecordConsumer, RecordWriter
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,21 @@ class _SeekToStoredOffsets(ConsumerRebalanceListener):  # type: ignore[misc]
         await self.stager.seek_assigned(assigned)
 
 
+def kafka_consumer(kafka: KafkaSettings, settings: StagerSettings) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        bootstrap_servers=kafka.bootstrap_servers,
+        group_id=settings.group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+        fetch_min_bytes=settings.fetch_min_bytes,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        session_timeout_ms=settings.session_timeout_ms,
+        heartbeat_interval_ms=settings.heartbeat_interval_ms,
+    )
+
+
 class Stager:
     """One stager instance: a consumer group member plus its timers and outbox publisher."""
 
@@ -62,33 +79,25 @@ class Stager:
         kafka: KafkaSettings,
         settings: StagerSettings,
         engine: AsyncEngine,
-        producer: AIOKafkaProducer,
+        writer: RecordWriter,
         journeys: Sequence[Journey],
         clock: Clock,
+        consumer: RecordConsumer | None = None,
     ) -> None:
+        """`consumer` defaults to a Kafka consumer in the stager's group (see kafka_consumer)."""
         self.kafka = kafka
         self.settings = settings
         self.engine = engine
-        self.producer = producer
+        self.writer = writer
         self.journeys = list(journeys)
         self.clock = clock
         self.topics = Topics(kafka.transitions_topic, kafka.dead_letter_topic)
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=kafka.bootstrap_servers,
-            group_id=settings.group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
-            max_partition_fetch_bytes=4 * 1024 * 1024,
-            fetch_min_bytes=settings.fetch_min_bytes,
-            fetch_max_wait_ms=settings.fetch_max_wait_ms,
-            session_timeout_ms=settings.session_timeout_ms,
-            heartbeat_interval_ms=settings.heartbeat_interval_ms,
-        )
+        self.consumer: RecordConsumer = consumer or kafka_consumer(kafka, settings)
         self._stopping = asyncio.Event()
         self._next_timer_sweep = 0.0
         self._next_gauge_update = 0.0
         self._next_purge = 0.0
+
 
     async def seek_assigned(self, assigned: list[TopicPartition]) -> None:
         offsets = await stored_offsets(self.engine, self.settings.group_id,
@@ -176,7 +185,7 @@ class Stager:
         if result.changes.transitions or result.dead_letters:
             # A batch that wrote nothing to the outbox skips the look; rows an earlier owner
             # left behind go out with the next timer sweep (every timer_interval_s).
-            await publish_outbox(self.engine, self.producer, tp.partition,
+            await publish_outbox(self.engine, self.writer, tp.partition,
                                  self.kafka.dead_letter_topic)
 
     async def sweep_timers(self) -> None:
@@ -191,7 +200,7 @@ class Stager:
                 self._count(changes)
                 if len(changes.states) < self.settings.timer_batch:
                     break
-            await publish_outbox(self.engine, self.producer, tp.partition,
+            await publish_outbox(self.engine, self.writer, tp.partition,
                                  self.kafka.dead_letter_topic)
 
     async def update_gauges(self) -> None:

@@ -17,7 +17,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.stager.processing import (
@@ -30,6 +29,8 @@ from services.stager.processing import (
     parse,
     transition_message,
 )
+from shared.db.dialect import insert as _insert
+from shared.db.dialect import is_postgres as _is_postgres
 from shared.db.tables import (
     consumer_offsets,
     contact_states,
@@ -63,17 +64,6 @@ class BatchResult:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     changes: Changes = field(default_factory=Changes)
     next_offset: int | None = None
-
-
-def _insert(conn: AsyncConnection, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
-    """INSERT with ON CONFLICT support in the connection's dialect (PostgreSQL or SQLite)."""
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
-
-
-def _is_postgres(conn: AsyncConnection) -> bool:
-    return conn.dialect.name == "postgresql"
 
 
 # PostgreSQL bulk statements. Each takes one array per column and `unnest`s them server-side:

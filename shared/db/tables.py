@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
@@ -9,7 +12,33 @@ metadata = sa.MetaData()
 
 # JSONB on PostgreSQL, JSON text elsewhere (the embedded SQLite mode).
 Json = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
-Timestamp = sa.DateTime(timezone=True)
+
+
+class UtcTimestamp(sa.TypeDecorator[datetime]):
+    """`timestamptz` on PostgreSQL; on SQLite, which has no time zones, UTC text.
+
+    Every value goes in as UTC and comes out timezone-aware, in both databases, so code that
+    compares a stored time with `clock.now()` works the same way in both modes. (SQLAlchemy's
+    SQLite DATETIME would drop the offset on the way in and return naive datetimes.)
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None or dialect.name != "sqlite":
+            return value
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given for a timestamp column; use UTC-aware ones")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+Timestamp = UtcTimestamp()
 
 sources = sa.Table(
     "sources",
@@ -141,4 +170,20 @@ webhook_deliveries = sa.Table(
              sqlite_where=sa.text("status = 'pending'")),
     sa.Index("ix_webhook_deliveries_status", "status", "created_at"),
     sa.Index("ix_webhook_deliveries_transition", "transition_id"),
+)
+
+# --- embedded mode only (migration 0004, SQLite) ---
+
+# The embedded log: Kafka's topics, partitions and offsets as rows of the SQLite file, so an
+# event is durable once its append commits. Consumers keep their offsets in consumer_offsets.
+log_records = sa.Table(
+    "log_records",
+    metadata,
+    sa.Column("topic", sa.String(249), primary_key=True),
+    sa.Column("partition", sa.Integer, primary_key=True),
+    sa.Column("offset", sa.BigInteger, primary_key=True),
+    sa.Column("key", sa.LargeBinary, nullable=True),
+    sa.Column("value", sa.LargeBinary, nullable=True),
+    sa.Column("headers", Json, nullable=True),
+    sa.Column("appended_at", Timestamp, nullable=False, server_default=sa.func.now()),
 )
