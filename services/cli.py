@@ -56,6 +56,37 @@ def actions() -> None:
     serve(create_app(), settings.host, settings.actions_port, settings.log_level)
 
 
+@app.command()
+def dev(
+    demo: bool = typer.Option(False, "--demo/--no-demo",
+                              help="Feed demo traffic: personas walking the example journeys."),
+    reset: bool = typer.Option(False, "--reset",
+                               help="Start from an empty state (deletes POLKU_DEV_DATA_DIR)."),
+) -> None:
+    """Run all of Polku in one process on one SQLite file: no Kafka, no PostgreSQL."""
+    import asyncio
+    import shutil
+
+    from services.dev.app import DataDirInUse
+    from services.dev.run import serve_dev
+    from services.dev.settings import DevSettings
+    from shared.journey.errors import JourneyError
+
+    settings = DevSettings()
+    if reset:
+        shutil.rmtree(settings.data_dir, ignore_errors=True)
+    try:
+        asyncio.run(serve_dev(settings, demo, ServiceSettings().log_level))
+    except DataDirInUse as exc:
+        typer.echo(f"polku dev: {exc}; stop it first, or set POLKU_DEV_DATA_DIR", err=True)
+        raise typer.Exit(1) from exc
+    except JourneyError as exc:
+        typer.echo(f"polku dev: not starting, the journeys are invalid:\n{exc}", err=True)
+        raise typer.Exit(2) from exc
+    except KeyboardInterrupt:
+        pass
+
+
 @db_app.command("upgrade")
 def db_upgrade(revision: str = typer.Argument("head")) -> None:
     """Apply the schema migrations to the configured database."""

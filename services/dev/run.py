@@ -1,0 +1,91 @@
+"""`polku dev`: serves the embedded Polku and its webhook sink, and optionally demo traffic."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+
+import uvicorn
+
+from services.dev.app import DEMO_SECRET_ENV, create_app, demo_secret, lock_data_dir
+from services.dev.demo import run_demo
+from services.dev.settings import DevSettings
+from services.dev.sink import create_sink
+from shared.serve import configure_logging
+
+
+class _SecondaryServer(uvicorn.Server):
+    """The sink's server: the API server owns the signals, and stops this one itself."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def banner(settings: DevSettings, write_key: str, demo: bool) -> str:
+    api = f"http://{settings.host}:{settings.port}"
+    sink = f"http://{settings.host}:{settings.sink_port}"
+    lines = [
+        "",
+        "Polku is running in embedded mode (one process, no Kafka, no PostgreSQL).",
+        f"  API          {api}        interactive docs: {api}/docs",
+        f"  write key    {write_key}   (source 'dev'; HTTP Basic user, empty password)",
+        f"  journeys     {api}/v1/journeys",
+        f"  a contact    {api}/v1/contacts/<userId>",
+        f"  deliveries   {api}/v1/deliveries      metrics: {api}/metrics",
+        f"  webhooks     {sink}/deliveries   (built-in sink: each verified, shown below)",
+        f"  data         {settings.database_file}",
+        "",
+        "Send an event:",
+        f"  curl -u {write_key}: {api}/v1/track -H 'content-type: application/json' \\",
+        "       -d '{\"userId\": \"me\", \"event\": \"Signed Up\"}'",
+        "",
+    ]
+    if demo:
+        lines.append("Demo traffic is on: personas walk the example journeys; "
+                     "GET /v1/contacts/<id> for any id in the sink's bodies. Ctrl-C stops.")
+    return "\n".join(lines)
+
+
+async def serve_dev(settings: DevSettings, demo: bool, log_level: str) -> None:
+    lock_data_dir(settings.data_dir).close()  # a clear message now, not a failed start-up
+    secret = demo_secret(settings.data_dir)
+    configure_logging(log_level)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # the demo's own requests
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    app = create_app(settings)
+    api = uvicorn.Server(uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level=log_level,
+        access_log=False, timeout_graceful_shutdown=20,
+    ))
+    sink = _SecondaryServer(uvicorn.Config(
+        create_sink(lambda: os.environ.get(DEMO_SECRET_ENV, secret)), host=settings.host,
+        port=settings.sink_port, log_level="warning", access_log=False, lifespan="off",
+    ))
+    sink_task = asyncio.create_task(sink.serve(), name="sink")
+    api_task = asyncio.create_task(api.serve(), name="api")
+    while not api.started and not api_task.done():  # noqa: ASYNC110 (uvicorn has no event)
+        await asyncio.sleep(0.05)
+    stop_demo = asyncio.Event()
+    demo_task = None
+    if api.started:
+        write_key = app.state.write_key
+        print(banner(settings, write_key, demo), flush=True)
+        if demo:
+            demo_task = asyncio.create_task(run_demo(
+                f"http://{settings.host}:{settings.port}", write_key,
+                settings.demo_contacts_per_s, stop_demo))
+    while not api_task.done():
+        if api.should_exit:  # Ctrl-C or SIGTERM: no new demo traffic while draining
+            stop_demo.set()
+        await asyncio.sleep(0.1)
+    stop_demo.set()
+    if demo_task is not None:
+        await demo_task
+    sink.should_exit = True
+    await sink_task
+    api_task.result()
+

@@ -1,0 +1,35 @@
+"""Embedded-mode configuration (`POLKU_DEV_*`). The services' own settings still apply:
+POLKU_INGEST_*, POLKU_STAGER_*, POLKU_ACTIONS_* and the topic names of POLKU_KAFKA_*."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class DevSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="POLKU_DEV_")
+
+    # Everything the embedded mode keeps: the SQLite file (state and log), its lock, the demo
+    # write key and webhook secret.
+    data_dir: Path = Path(".polku/dev")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # The built-in webhook sink; the example journeys send to http://127.0.0.1:8099/hooks/...
+    sink_port: int = 8099
+    # Partitions of each topic in the embedded log. One process applies them all; more only
+    # matter when the state moves to the distributed mode (see docs/embedded.md).
+    partitions: int = 1
+    # Log records every consumer is past are deleted once older than this (Kafka's default).
+    log_retention_days: float = 7.0
+    # Demo traffic: new demo contacts per second, each walking its persona's script.
+    demo_contacts_per_s: float = 1.0
+
+    @property
+    def database_file(self) -> Path:
+        return self.data_dir / "polku.db"
+
+    @property
+    def database_url(self) -> str:
+        return f"sqlite+aiosqlite:///{self.database_file}"

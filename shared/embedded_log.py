@@ -1,0 +1,241 @@
+"""The embedded mode's log: Kafka's topics, partitions and offsets as rows of the SQLite file.
+
+`polku dev` runs ingest, the stager and the actions worker in one process with no broker. They
+still talk through a log, with the same contracts as Kafka's, so the code above it is shared:
+
+- an append returns once its transaction has committed (WAL, synchronous=FULL): the records are
+  on disk, which is what ingest's 2xx promises;
+- offsets per partition are dense and committed in order, so a consumer that has read offset N
+  has seen everything before it;
+- records keyed alike land on the same partition (murmur2 of the key, as Kafka's producers);
+- a consumer group's position is a row of `consumer_offsets`, next to the state it produced.
+
+One process owns the file (the `polku dev` lock), and every statement goes through the engine's
+single connection (shared.db.engine.sqlite_engine), so appends need no cross-process locking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, NamedTuple
+
+import sqlalchemy as sa
+from aiokafka import TopicPartition
+from aiokafka.partitioner import murmur2
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.db.dialect import insert
+from shared.db.tables import consumer_offsets, log_records
+from shared.streams import OutRecord
+
+
+class LogRecord(NamedTuple):
+    """A record read back; the attributes the consumers use, named as aiokafka's."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: dict[str, str] | None
+
+
+class EmbeddedLog:
+    """Appends and reads records; also a `shared.streams.RecordWriter`."""
+
+    def __init__(self, engine: AsyncEngine, partitions: int = 1) -> None:
+        if partitions < 1:
+            raise ValueError("an embedded log needs at least one partition")
+        self.engine = engine
+        self.partitions = partitions
+        self._ends: dict[tuple[str, int], int] = {}  # next offset of each (topic, partition)
+        self._append_lock = asyncio.Lock()
+        self._appended = asyncio.Event()  # replaced after each append; consumers wait on it
+
+    def partition_of(self, key: bytes | None) -> int:
+        if key is None or self.partitions == 1:
+            return 0
+        return int(murmur2(key) & 0x7FFFFFFF) % self.partitions
+
+    async def end_offset(self, topic: str, partition: int) -> int:
+        """The offset the next record of the partition will get (Kafka's high watermark)."""
+        end = self._ends.get((topic, partition))
+        if end is None:
+            async with self.engine.connect() as conn:
+                last = (await conn.execute(
+                    sa.select(sa.func.max(log_records.c.offset))
+                    .where(log_records.c.topic == topic, log_records.c.partition == partition)
+                )).scalar_one_or_none()
+            # setdefault: an append may have learnt it meanwhile, and its value is newer.
+            end = self._ends.setdefault((topic, partition), 0 if last is None else int(last) + 1)
+        return end
+
+    async def write(self, records: Sequence[OutRecord]) -> None:
+        """Append `records` in one transaction; returns once it has committed."""
+        if not records:
+            return
+        async with self._append_lock:  # offsets are handed out and committed in order
+            ends: dict[tuple[str, int], int] = {}
+            rows: list[dict[str, Any]] = []
+            for record in records:
+                where = (record.topic, self.partition_of(record.key))
+                if where not in ends:
+                    ends[where] = await self.end_offset(*where)
+                rows.append({"topic": where[0], "partition": where[1], "offset": ends[where],
+                             "key": record.key, "value": record.value,
+                             "headers": dict(record.headers) if record.headers else None})
+                ends[where] += 1
+            try:
+                async with self.engine.begin() as conn:
+                    await conn.execute(sa.insert(log_records), rows)
+            except BaseException:
+                # Whether or not it reached the disk, read the ends again before the next one.
+                for where in ends:
+                    self._ends.pop(where, None)
+                raise
+            self._ends.update(ends)  # only once committed: a failed append leaves no gap
+        self._appended.set()
+        self._appended = asyncio.Event()
+
+    async def read(self, topic: str, partition: int, offset: int, limit: int
+                   ) -> list[LogRecord]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(log_records.c.offset, log_records.c.key, log_records.c.value,
+                          log_records.c.headers)
+                .where(log_records.c.topic == topic, log_records.c.partition == partition,
+                       log_records.c.offset >= offset)
+                .order_by(log_records.c.offset)
+                .limit(limit)
+            )
+            return [LogRecord(topic, partition, int(o), k, v, h) for o, k, v, h in rows]
+
+    async def prune(self, older_than: datetime) -> int:
+        """Delete records appended before `older_than` that every consumer group is past.
+
+        Kafka keeps records for its retention period whether read or not; here a record no
+        group has consumed yet is kept whatever its age, so a stopped worker loses nothing.
+        The newest record of a partition always stays: its offset is where the next one
+        continues after a restart. Returns how many went.
+        """
+        deleted = 0
+        async with self.engine.begin() as conn:
+            heads = await conn.execute(
+                sa.select(log_records.c.topic, log_records.c.partition).distinct()
+            )
+            for topic, partition in list(heads):
+                newest = (await conn.execute(
+                    sa.select(sa.func.max(log_records.c.offset))
+                    .where(log_records.c.topic == topic, log_records.c.partition == partition)
+                )).scalar_one()
+                committed = (await conn.execute(
+                    sa.select(sa.func.min(consumer_offsets.c.next_offset))
+                    .where(consumer_offsets.c.topic == topic,
+                           consumer_offsets.c.partition == partition)
+                )).scalar_one_or_none()
+                where = [log_records.c.topic == topic, log_records.c.partition == partition,
+                         log_records.c.appended_at < older_than, log_records.c.offset < newest]
+                if committed is not None:
+                    where.append(log_records.c.offset < committed)
+                result = await conn.execute(sa.delete(log_records).where(*where))
+                deleted += int(result.rowcount or 0)
+        return deleted
+
+    def consumer(self, group_id: str) -> EmbeddedConsumer:
+        return EmbeddedConsumer(self, group_id)
+
+
+class EmbeddedConsumer:
+    """The only member of its group: every partition of its topics is assigned to it.
+
+    Follows aiokafka's consumer where the services rely on it (`shared.streams.RecordConsumer`):
+    `getmany` returns records from the current positions and moves past them, `seek` moves a
+    position, `commit` stores the group's offsets, and at start the position of each partition
+    is the committed offset (or the beginning), after which the listener hears of the
+    assignment, as on a Kafka rebalance.
+    """
+
+    def __init__(self, log: EmbeddedLog, group_id: str) -> None:
+        self.log = log
+        self.group_id = group_id
+        self._topics: list[str] = []
+        self._listener: Any = None
+        self._positions: dict[TopicPartition, int] = {}
+
+    def subscribe(self, topics: list[str], listener: Any = None) -> None:
+        self._topics = list(topics)
+        self._listener = listener
+
+    async def start(self) -> None:
+        assigned = [TopicPartition(t, p) for t in self._topics for p in range(self.log.partitions)]
+        async with self.log.engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(consumer_offsets.c.topic, consumer_offsets.c.partition,
+                          consumer_offsets.c.next_offset)
+                .where(consumer_offsets.c.group_id == self.group_id)
+            )
+            committed = {TopicPartition(t, int(p)): int(o) for t, p, o in rows}
+        self._positions = {tp: committed.get(tp, 0) for tp in assigned}
+        if self._listener is not None:
+            await self._listener.on_partitions_assigned(assigned)
+
+    async def stop(self) -> None:
+        return None
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self._positions)
+
+    def seek(self, partition: TopicPartition, offset: int) -> None:
+        self._positions[partition] = offset
+
+    async def seek_to_beginning(self, *partitions: TopicPartition) -> None:
+        for tp in partitions:
+            self._positions[tp] = 0
+
+    async def position(self, partition: TopicPartition) -> int:
+        return self._positions[partition]
+
+    def highwater(self, partition: TopicPartition) -> int | None:
+        return self.log._ends.get((partition.topic, partition.partition))
+
+    async def getmany(self, *partitions: TopicPartition, timeout_ms: int = 0,
+                      max_records: int | None = None) -> dict[TopicPartition, list[Any]]:
+        budget = max_records or 10_000
+        deadline = asyncio.get_running_loop().time() + timeout_ms / 1000
+        while True:
+            appended = self.log._appended  # taken first: an append after the reads wakes us
+            batches: dict[TopicPartition, list[Any]] = {}
+            for tp in sorted(partitions or self._positions):
+                position = self._positions[tp]
+                if budget <= 0 or position >= await self.log.end_offset(tp.topic, tp.partition):
+                    continue
+                records = await self.log.read(tp.topic, tp.partition, position, budget)
+                if records:
+                    batches[tp] = records
+                    self._positions[tp] = records[-1].offset + 1
+                    budget -= len(records)
+            remaining = deadline - asyncio.get_running_loop().time()
+            if batches or remaining <= 0:
+                return batches
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(appended.wait(), remaining)
+
+    async def commit(self, offsets: dict[TopicPartition, int] | None = None) -> None:
+        offsets = offsets if offsets is not None else dict(self._positions)
+        if not offsets:
+            return
+        async with self.log.engine.begin() as conn:
+            statement = insert(conn, consumer_offsets)
+            await conn.execute(
+                statement.on_conflict_do_update(
+                    index_elements=[consumer_offsets.c.group_id, consumer_offsets.c.topic,
+                                    consumer_offsets.c.partition],
+                    set_={"next_offset": statement.excluded.next_offset,
+                          "updated_at": sa.func.now()},
+                ),
+                [{"group_id": self.group_id, "topic": tp.topic, "partition": tp.partition,
+                  "next_offset": offset} for tp, offset in offsets.items()],
+            )
