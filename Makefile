@@ -15,6 +15,9 @@ $(STAMP): requirements.lock pyproject.toml
 
 install: $(STAMP)  ## Python environment from the lock file
 
+run: install  ## all of Polku in one process (SQLite, no Kafka/PostgreSQL/Java), with demo traffic
+	$(BIN)/polku dev --demo
+
 infra: install  ## PostgreSQL and Kafka, installed and started if needed
 	bash deploy/local/postgres.sh start
 	bash deploy/local/kafka.sh start

@@ -5,7 +5,7 @@ from __future__ import annotations
 import runpy
 import sys
 
-BENCHMARKS = ("bench.ingest", "bench.stager", "bench.actions", "bench.pipeline")
+BENCHMARKS = ("bench.ingest", "bench.stager", "bench.actions", "bench.pipeline", "bench.embedded")
 
 if __name__ == "__main__":
     for name in BENCHMARKS:

@@ -193,7 +193,7 @@ async def _start_workers(
 
 async def _prune_log(embedded_log: EmbeddedLog, clock: Clock, retention_days: float,
                      stopping: asyncio.Event) -> None:
-    while not stopping.is_set():
+    while retention_days > 0 and not stopping.is_set():
         try:
             await embedded_log.prune(clock.now() - timedelta(days=retention_days))
         except Exception as exc:  # a failed prune only delays the next one

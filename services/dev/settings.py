@@ -21,8 +21,9 @@ class DevSettings(BaseSettings):
     # Partitions of each topic in the embedded log. One process applies them all; more only
     # matter when the state moves to the distributed mode (see docs/embedded.md).
     partitions: int = 1
-    # Log records every consumer is past are deleted once older than this (Kafka's default).
-    log_retention_days: float = 7.0
+    # Log records every consumer is past are deleted once older than this; 0 keeps them all,
+    # which is what makes the log a full replay source when moving to the distributed mode.
+    log_retention_days: float = 0.0
     # Demo traffic: new demo contacts per second, each walking its persona's script.
     demo_contacts_per_s: float = 1.0
 
