@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.actions_harness import Receiver, eventually, write_journey
-from tests.deployments import deploy, issue_write_key, post_until_acknowledged
+from tests.deployments import Deployment, deploy, issue_write_key, post_until_acknowledged
 
 CONTACTS = 600
 BATCH = 20  # contacts per request; each contact gets a page view and a demo request
@@ -35,8 +35,15 @@ def batch_for(contacts: list[str]) -> list[dict[str, Any]]:
 async def test_kill_9_loses_no_acknowledged_event(tmp_path: Path, receiver: Receiver) -> None:
     polku = deploy("embedded", write_journey(tmp_path / "journeys", receiver), tmp_path,
                    None, None)
-    polku.start()
-    polku.write_key = await issue_write_key(polku)
+    try:
+        polku.start()
+        polku.write_key = await issue_write_key(polku)
+        await crash_while_sending(polku, receiver)
+    finally:
+        polku.kill()
+
+
+async def crash_while_sending(polku: Deployment, receiver: Receiver) -> None:
     run = uuid.uuid4().hex[:6]
     contacts = [f"crash-{run}-{i}" for i in range(CONTACTS)]
     acknowledged: list[str] = []
@@ -92,4 +99,3 @@ async def test_kill_9_loses_no_acknowledged_event(tmp_path: Path, receiver: Rece
     await eventually(every_contact_reached_sales, timeout_s=90, what="every webhook")
     # At least once on the wire (a kill may repeat an attempt), one webhook-id per transition.
     assert len({r.webhook_id for r in receiver.requests("/hooks/sales")}) == CONTACTS
-    polku.kill()
