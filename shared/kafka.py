@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
@@ -56,6 +56,22 @@ def durable_producer(settings: KafkaSettings, **overrides: Any) -> AIOKafkaProdu
     }
     options.update(overrides)
     return AIOKafkaProducer(**options)
+
+
+def group_consumer(settings: KafkaSettings, group_id: str, *, session_timeout_ms: int,
+                   heartbeat_interval_ms: int, **overrides: Any) -> AIOKafkaConsumer:
+    """A consumer-group member that commits nothing by itself, starts at the earliest record of
+    a partition its group has never read, and sees only committed (transactional) records."""
+    return AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+        session_timeout_ms=session_timeout_ms,
+        heartbeat_interval_ms=heartbeat_interval_ms,
+        **overrides,
+    )
 
 
 async def broker_reachable(settings: KafkaSettings, timeout_s: float = 2.0) -> bool:

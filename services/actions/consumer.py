@@ -25,6 +25,7 @@ from services.actions.settings import ActionsSettings
 from services.actions.store import create_deliveries
 from shared.clock import Clock
 from shared.journey import Journey
+from shared.kafka import group_consumer
 from shared.settings import KafkaSettings
 from shared.streams import OutRecord, RecordConsumer, RecordWriter
 
@@ -36,15 +37,9 @@ Batches = Mapping[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
 
 
 def kafka_consumer(kafka: KafkaSettings, settings: ActionsSettings) -> AIOKafkaConsumer:
-    return AIOKafkaConsumer(
-        bootstrap_servers=kafka.bootstrap_servers,
-        group_id=settings.group_id,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        isolation_level="read_committed",
-        session_timeout_ms=settings.session_timeout_ms,
-        heartbeat_interval_ms=settings.heartbeat_interval_ms,
-    )
+    return group_consumer(kafka, settings.group_id,
+                          session_timeout_ms=settings.session_timeout_ms,
+                          heartbeat_interval_ms=settings.heartbeat_interval_ms)
 
 
 class TransitionConsumer:

@@ -35,6 +35,7 @@ from services.stager.store import (
 )
 from shared.clock import Clock
 from shared.journey.journey import Journey
+from shared.kafka import group_consumer
 from shared.settings import KafkaSettings
 from shared.streams import RecordConsumer, RecordWriter
 
@@ -57,17 +58,13 @@ class _SeekToStoredOffsets(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 def kafka_consumer(kafka: KafkaSettings, settings: StagerSettings) -> AIOKafkaConsumer:
-    return AIOKafkaConsumer(
-        bootstrap_servers=kafka.bootstrap_servers,
-        group_id=settings.group_id,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        isolation_level="read_committed",
+    return group_consumer(
+        kafka, settings.group_id,
+        session_timeout_ms=settings.session_timeout_ms,
+        heartbeat_interval_ms=settings.heartbeat_interval_ms,
         max_partition_fetch_bytes=4 * 1024 * 1024,
         fetch_min_bytes=settings.fetch_min_bytes,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
-        session_timeout_ms=settings.session_timeout_ms,
-        heartbeat_interval_ms=settings.heartbeat_interval_ms,
     )
 
 
