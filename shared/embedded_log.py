@@ -60,6 +60,14 @@ class EmbeddedLog:
             return 0
         return int(murmur2(key) & 0x7FFFFFFF) % self.partitions
 
+    def known_end(self, topic: str, partition: int) -> int | None:
+        """end_offset as far as this process has learnt it, without a query (None: not yet)."""
+        return self._ends.get((topic, partition))
+
+    def next_append(self) -> asyncio.Event:
+        """Set by the next append to commit: take it before reading, then wait on it."""
+        return self._appended
+
     async def end_offset(self, topic: str, partition: int) -> int:
         """The offset the next record of the partition will get (Kafka's high watermark)."""
         end = self._ends.get((topic, partition))
@@ -199,14 +207,14 @@ class EmbeddedConsumer:
         return self._positions[partition]
 
     def highwater(self, partition: TopicPartition) -> int | None:
-        return self.log._ends.get((partition.topic, partition.partition))
+        return self.log.known_end(partition.topic, partition.partition)
 
     async def getmany(self, *partitions: TopicPartition, timeout_ms: int = 0,
                       max_records: int | None = None) -> dict[TopicPartition, list[Any]]:
         budget = max_records or 10_000
         deadline = asyncio.get_running_loop().time() + timeout_ms / 1000
         while True:
-            appended = self.log._appended  # taken first: an append after the reads wakes us
+            appended = self.log.next_append()  # taken first: an append after the reads wakes us
             batches: dict[TopicPartition, list[Any]] = {}
             for tp in sorted(partitions or self._positions):
                 position = self._positions[tp]

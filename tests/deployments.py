@@ -84,7 +84,6 @@ def deploy(mode: str, journeys: Path, tmp_path: Path, kafka: KafkaSettings | Non
         "POLKU_ACTIONS_DISPATCH_POLL_S": "0.1",
         "POLKU_ACTIONS_RETRY_JITTER": "0",
         "POLKU_STAGER_TIMER_INTERVAL_S": "0.2",
-        "POLKU_LOG_LEVEL": "warning",
         SECRET_ENV: SECRET,
         **extra_env,
     }
