@@ -35,15 +35,17 @@ class RunningStager:
 
 @asynccontextmanager
 async def running_stager(
-    kafka: KafkaSettings, engine: AsyncEngine, clock: Clock, journeys_dir: Path = JOURNEYS
+    kafka: KafkaSettings, engine: AsyncEngine, clock: Clock, journeys_dir: Path = JOURNEYS,
+    **settings_overrides: Any,
 ) -> AsyncIterator[RunningStager]:
     await ensure_topics(kafka, [kafka.touchpoints_topic, kafka.transitions_topic,
                                 kafka.dead_letter_topic])
     producer = durable_producer(kafka)
     await producer.start()
     group_id = f"test-stager-{uuid.uuid4().hex[:8]}"
-    settings = StagerSettings(group_id=group_id, timer_interval_s=0.1, poll_timeout_ms=100,
-                              stage_gauge_interval_s=0.5)
+    settings = StagerSettings(**{"group_id": group_id, "timer_interval_s": 0.1,
+                                 "poll_timeout_ms": 100, "stage_gauge_interval_s": 0.5,
+                                 **settings_overrides})
     stager = Stager(kafka, settings, engine, KafkaWriter(producer), load_journeys(journeys_dir),
                     clock)
     task = asyncio.create_task(stager.run())

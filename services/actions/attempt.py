@@ -91,7 +91,8 @@ async def attempt(
     status = response.status_code
     if 200 <= status < 300:
         return Outcome(Result.DELIVERED, status, seconds=seconds)
-    excerpt = answer.decode("utf-8", errors="replace")[:excerpt_chars]
+    # A receiver's body may hold any byte; PostgreSQL's text refuses NUL, so it is replaced.
+    excerpt = answer.decode("utf-8", errors="replace").replace("\x00", "\ufffd")[:excerpt_chars]
     error = f"HTTP {status}" + (f": {excerpt}" if excerpt else "")
     if status in (301, 302, 303, 307, 308) and "location" in response.headers:
         error = f"HTTP {status} redirect to {response.headers['location']} (not followed)"

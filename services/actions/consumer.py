@@ -3,8 +3,9 @@
 At-least-once in, exactly one logical delivery out: a batch's deliveries are committed to the
 database first and the log's offsets after, so a crash in between replays the batch, and the
 replay inserts nothing new because a delivery's id is derived from transition and endpoint.
-A record that is not a transition goes to the dead-letter topic with the reason and never
-stalls its partition.
+A record that is not a transition, or that cannot be applied for any reason other than an
+outage (shared.failures), goes to the dead-letter topic with the reason and never stalls its
+partition.
 """
 
 from __future__ import annotations
@@ -12,11 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.actions import metrics
@@ -24,6 +24,7 @@ from services.actions.deliveries import MalformedTransition, PlannedDelivery, pa
 from services.actions.settings import ActionsSettings
 from services.actions.store import create_deliveries
 from shared.clock import Clock
+from shared.failures import failure_reason, failure_text, is_outage, isolate
 from shared.journey import Journey
 from shared.kafka import group_consumer
 from shared.settings import KafkaSettings
@@ -31,9 +32,8 @@ from shared.streams import OutRecord, RecordConsumer, RecordWriter
 
 log = logging.getLogger(__name__)
 
-TRANSIENT = (SQLAlchemyError, KafkaError, OSError, TimeoutError)
-
 Batches = Mapping[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+Item = tuple[TopicPartition, ConsumerRecord[bytes, bytes]]
 
 
 def kafka_consumer(kafka: KafkaSettings, settings: ActionsSettings) -> AIOKafkaConsumer:
@@ -87,14 +87,25 @@ class TransitionConsumer:
         )
         if not batches:
             return
+        items = [(tp, record) for tp, records in batches.items() for record in records]
+        created = 0
+
+        async def apply(part: Sequence[Item]) -> None:
+            nonlocal created
+            created += await self.apply(part)
+
         try:
-            created = await self.apply(batches)
-        except TRANSIENT as exc:
-            # Nothing of the batch is committed to Kafka: read it again once the outage passes.
+            await isolate(items, apply, self._set_aside)
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            # Nothing of the batch is committed to the log: read it again once the outage
+            # passes; what it created already is not created twice (ids are derived).
             log.warning("transition batch failed (%s); retrying", type(exc).__name__)
             for tp, records in batches.items():
-                with contextlib.suppress(KafkaError, AssertionError):
-                    self.consumer.seek(tp, records[0].offset)
+                if tp in self.consumer.assignment():  # a rebalance may have taken it
+                    with contextlib.suppress(KafkaError, AssertionError, KeyError):
+                        self.consumer.seek(tp, records[0].offset)
             await self._backoff()
             return
         if created:
@@ -109,43 +120,47 @@ class TransitionConsumer:
             log.warning("offset commit failed (%s); the batch will be replayed harmlessly",
                         type(exc).__name__)
 
-    async def apply(self, batches: Batches) -> int:
-        """Create the batch's deliveries (one database transaction); dead-letter bad records."""
+    async def apply(self, items: Sequence[Item]) -> int:
+        """Create the records' deliveries (one database transaction); dead-letter bad records."""
         planned: list[PlannedDelivery] = []
         dead: list[tuple[TopicPartition, ConsumerRecord[bytes, bytes], MalformedTransition]] = []
-        for tp, records in batches.items():
-            for record in records:
-                try:
-                    transition = parse_record(record.value)
-                except MalformedTransition as exc:
-                    dead.append((tp, record, exc))
-                    continue
-                found = plan(transition, self.journeys)
-                metrics.TRANSITIONS.labels("matched" if found else "unmatched").inc()
-                planned.extend(found)
+        for tp, record in items:
+            try:
+                transition = parse_record(record.value)
+            except MalformedTransition as exc:
+                dead.append((tp, record, exc))
+                continue
+            found = plan(transition, self.journeys)
+            metrics.TRANSITIONS.labels("matched" if found else "unmatched").inc()
+            planned.extend(found)
         created = await create_deliveries(self.engine, planned, self.clock.now(),
                                           self.first_delay())
         for delivery in created:
             metrics.DELIVERIES_CREATED.labels(delivery.endpoint_id).inc()
         for tp, record, error in dead:
-            await self._dead_letter(tp, record, error)
+            await self._dead_letter(tp, record, error.reason, error.error)
         return len(created)
 
+    async def _set_aside(self, item: Item, error: Exception) -> None:
+        """Dead-letter a record whose deliveries cannot be created (not an outage: isolate)."""
+        tp, record = item
+        await self._dead_letter(tp, record, failure_reason(error), failure_text(error))
+
     async def _dead_letter(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes],
-                           error: MalformedTransition) -> None:
+                           reason: str, error: str) -> None:
         await self.writer.write([OutRecord(
             self.kafka.dead_letter_topic, record.key, record.value,
             {
                 "polku.source.topic": tp.topic,
                 "polku.source.partition": str(tp.partition),
                 "polku.source.offset": str(record.offset),
-                "polku.error.reason": error.reason,
-                "polku.error": error.error,
+                "polku.error.reason": reason,
+                "polku.error": error,
             },
         )])
         metrics.TRANSITIONS.labels("dead_letter").inc()
         log.warning("dead-lettered offset %d of partition %d: %s", record.offset, tp.partition,
-                    error)
+                    reason)
 
     async def _backoff(self) -> None:
         with contextlib.suppress(TimeoutError):

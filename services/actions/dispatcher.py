@@ -42,6 +42,7 @@ from services.actions.store import (
     record_results,
 )
 from shared.clock import Clock
+from shared.failures import is_outage
 
 log = logging.getLogger(__name__)
 
@@ -329,7 +330,16 @@ class Dispatcher:
             released, self._released = self._released, []
             try:
                 swept = await record_results(self.engine, results, released)
-            except TRANSIENT as exc:
+            except Exception as exc:
+                if not is_outage(exc):
+                    # Retrying would fail the same way for ever and hold every later result
+                    # back. Dropped results are safe: the leases run out and the deliveries
+                    # are attempted again, with the same webhook-id.
+                    log.error("writing %d results failed (%s); left to their leases",
+                              len(results) + len(released), type(exc).__name__)
+                    self._held.difference_update(r.delivery_id for r in results)
+                    self._held.difference_update(i for i, _ in released)
+                    continue
                 log.warning("writing %d results failed (%s); retrying",
                             len(results) + len(released), type(exc).__name__)
                 self._results[:0] = results

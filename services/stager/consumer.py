@@ -8,19 +8,19 @@ The log is Kafka, or the embedded log in `polku dev` (shared/streams.py): this l
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.stager import metrics
-from services.stager.processing import Changes, Record
+from services.stager.processing import Changes, DeadLetter, Record
 from services.stager.publisher import publish_outbox
 from services.stager.settings import StagerSettings
 from services.stager.store import (
@@ -28,12 +28,14 @@ from services.stager.store import (
     Partition,
     Topics,
     apply_batch,
+    dead_letter_record,
     fire_timers,
     purge_dedupe,
     stage_counts,
     stored_offsets,
 )
 from shared.clock import Clock
+from shared.failures import failure_reason, failure_text, is_outage, isolate
 from shared.journey.journey import Journey
 from shared.kafka import group_consumer
 from shared.settings import KafkaSettings
@@ -41,17 +43,13 @@ from shared.streams import RecordConsumer, RecordWriter
 
 log = logging.getLogger(__name__)
 
-# Failures of the database or the broker that pass by themselves; anything else is a bug.
-TRANSIENT = (SQLAlchemyError, KafkaError, OSError, TimeoutError)
-
-
 class _SeekToStoredOffsets(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, stager: Stager) -> None:
         self.stager = stager
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         # Nothing to flush: every applied batch is already committed with its offset.
-        return None
+        self.stager.forget(revoked)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         await self.stager.seek_assigned(assigned)
@@ -94,7 +92,8 @@ class Stager:
         self._next_timer_sweep = 0.0
         self._next_gauge_update = 0.0
         self._next_purge = 0.0
-
+        # Per partition, the latest event time read since it was assigned (see timer_time).
+        self._stream_time: dict[TopicPartition, datetime] = {}
 
     async def seek_assigned(self, assigned: list[TopicPartition]) -> None:
         offsets = await stored_offsets(self.engine, self.settings.group_id,
@@ -104,7 +103,12 @@ class Stager:
                 self.consumer.seek(tp, offsets[tp.partition])
             else:
                 await self.consumer.seek_to_beginning(tp)
+        self.forget(assigned)  # what an earlier owner read is not known here
         log.info("assigned partitions %s", sorted(tp.partition for tp in assigned))
+
+    def forget(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self._stream_time.pop(tp, None)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -142,19 +146,33 @@ class Stager:
                 self._next_purge = now + DEDUPE_PURGE_EVERY.total_seconds()
                 cutoff = self.clock.now() - timedelta(days=self.settings.dedupe_retention_days)
                 await purge_dedupe(self.engine, cutoff)
-        except TRANSIENT as exc:
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
             log.warning("housekeeping failed (%s); retrying", type(exc).__name__)
             await self._backoff()
 
     async def _apply_or_rewind(self, tp: TopicPartition, records: list[Record]) -> None:
+        """Apply a partition's batch; a record that cannot be applied is dead-lettered and the
+        rest applied (shared.failures.isolate); an outage rewinds to retry the batch later."""
         try:
-            await self.apply(tp, records)
-        except TRANSIENT as exc:
-            # Nothing of the batch was committed: fetch it again once the outage passes.
+            await isolate(records, lambda part: self.apply(tp, list(part)),
+                          lambda record, error: self.set_aside(tp, record, error))
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            # What was committed stays so (its offset is stored); the rest is fetched again.
             log.warning("partition %d batch failed (%s); retrying", tp.partition,
                         type(exc).__name__)
-            self.consumer.seek(tp, records[0].offset)
+            self._seek(tp, records[0].offset)
             await self._backoff()
+
+    def _seek(self, tp: TopicPartition, offset: int) -> None:
+        """Seek if the partition is still ours: a rebalance may have taken it mid-batch, and its
+        next owner resumes from the offset stored with the state."""
+        if tp in self.consumer.assignment():
+            with contextlib.suppress(KafkaError, AssertionError, KeyError):
+                self.consumer.seek(tp, offset)
 
     async def _backoff(self) -> None:
         try:
@@ -168,7 +186,11 @@ class Stager:
         result = await apply_batch(self.engine, where, records, self.journeys, self.topics)
         if result.skipped and result.next_offset is not None:
             # Another instance applied these while it owned the partition; resume after them.
-            self.consumer.seek(tp, result.next_offset)
+            self._seek(tp, result.next_offset)
+        if result.latest_event_at is not None:
+            seen = self._stream_time.get(tp)
+            if seen is None or result.latest_event_at > seen:
+                self._stream_time[tp] = result.latest_event_at
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
         metrics.BATCH_SIZE.observe(len(records))
         metrics.EVENTS.labels("applied").inc(result.applied)
@@ -185,9 +207,47 @@ class Stager:
             await publish_outbox(self.engine, self.writer, tp.partition,
                                  self.kafka.dead_letter_topic)
 
-    async def sweep_timers(self) -> None:
+    async def set_aside(self, tp: TopicPartition, record: Record, error: Exception) -> None:
+        """Dead-letter one record the stager cannot apply (it is not an outage: see isolate)."""
+        where = Partition(self.settings.group_id, tp.topic, tp.partition)
+        dead = DeadLetter(record.offset, record.key, record.value, failure_reason(error),
+                          failure_text(error))
+        if not await dead_letter_record(self.engine, where, dead, self.topics):
+            return
+        metrics.EVENTS.labels("dead_letter").inc()
+        metrics.DEAD_LETTERS.labels(dead.reason).inc()
+        # The class only: a database's message may quote the record's data.
+        log.warning("dead-lettered offset %d of partition %d: %s (%s)", record.offset,
+                    tp.partition, dead.reason, type(error).__name__)
+        await publish_outbox(self.engine, self.writer, tp.partition,
+                             self.kafka.dead_letter_topic)
+
+    async def timer_time(self, tp: TopicPartition) -> datetime | None:
+        """The instant up to which a partition's timers may fire (None: not yet).
+
+        Timers follow the stream, as Kafka Streams' stream-time punctuation does: while the
+        partition is behind, only up to the latest event time read from it, so a contact whose
+        newer touchpoints are still unread is not declared quiet; once caught up, with the wall
+        clock. Never ahead of the wall clock, whatever time a touchpoint claims.
+        """
         now = self.clock.now()
+        if await self._caught_up(tp):
+            return now
+        seen = self._stream_time.get(tp)
+        return None if seen is None else min(seen, now)
+
+    async def _caught_up(self, tp: TopicPartition) -> bool:
+        try:
+            highwater = self.consumer.highwater(tp)
+            return highwater is not None and await self.consumer.position(tp) >= highwater
+        except (KafkaError, AssertionError, KeyError):  # revoked meanwhile
+            return False
+
+    async def sweep_timers(self) -> None:
         for tp in sorted(self.consumer.assignment(), key=lambda t: t.partition):
+            now = await self.timer_time(tp)
+            if now is None:
+                continue
             where = Partition(self.settings.group_id, tp.topic, tp.partition)
             while True:
                 changes = await fire_timers(self.engine, where, self.journeys, now, self.topics,
@@ -209,8 +269,11 @@ class Stager:
                     counts.get((journey.id, stage.id), 0)
                 )
         for tp in assignment:
-            highwater = self.consumer.highwater(tp)
-            position = await self.consumer.position(tp)
+            try:
+                highwater = self.consumer.highwater(tp)
+                position = await self.consumer.position(tp)
+            except (KafkaError, AssertionError, KeyError):  # revoked meanwhile
+                continue
             if highwater is not None:
                 metrics.CONSUMER_LAG.labels(str(tp.partition)).set(max(0, highwater - position))
 

@@ -104,15 +104,26 @@ def apply_touchpoints(
 
 def apply_timers(
     states: Mapping[StateKey, ContactState], journeys: Mapping[str, Journey], now: datetime
-) -> Changes:
+) -> tuple[Changes, list[StateKey]]:
+    """Tick each state's timers up to `now`; also the states the engine could not tick.
+
+    A state the engine raises on is left as it is (the caller stops asking for it until its
+    next touchpoint), so one contact cannot stop the timers of its partition.
+    """
     changes = Changes()
+    failed: list[StateKey] = []
     tick = TimerTick(now)
     for key, before in states.items():
         journey = journeys.get(key[0])
         if journey is None:
             continue
-        changes.record(key, before, advance(before, tick, journey))
-    return changes
+        try:
+            step = advance(before, tick, journey)
+        except Exception:  # the engine is pure: no outage can come from it
+            failed.append(key)
+            continue
+        changes.record(key, before, step)
+    return changes, failed
 
 
 def transition_message(

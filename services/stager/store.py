@@ -11,6 +11,7 @@ one already applied.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -42,6 +43,8 @@ from shared.journey.journey import Journey
 from shared.journey.state import ContactState
 from shared.journey.touchpoint import Touchpoint
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class Partition:
@@ -64,6 +67,7 @@ class BatchResult:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     changes: Changes = field(default_factory=Changes)
     next_offset: int | None = None
+    latest_event_at: datetime | None = None  # of the batch's valid touchpoints (stream time)
 
 
 # PostgreSQL bulk statements. Each takes one array per column and `unnest`s them server-side:
@@ -342,6 +346,8 @@ async def apply_batch(
             result.next_offset = stored
             return result
         touchpoints, result.dead_letters = parse(fresh_records)
+        if touchpoints:
+            result.latest_event_at = max(tp.timestamp for tp in touchpoints)
         new = await _claim_new(conn, touchpoints)
         result.applied, result.duplicates = len(new), len(touchpoints) - len(new)
         states = await _load_states(conn, {tp.contact for tp in new})
@@ -357,6 +363,21 @@ async def apply_batch(
         result.next_offset = fresh_records[-1].offset + 1
         await _save_offset(conn, where, result.next_offset)
     return result
+
+
+async def dead_letter_record(
+    engine: AsyncEngine, where: Partition, dead: DeadLetter, topics: Topics
+) -> bool:
+    """Set one record aside on the dead-letter topic and move the partition past it, in one
+    transaction (so it is dead-lettered exactly once). False if an earlier owner of the
+    partition already moved past it."""
+    async with engine.begin() as conn:
+        stored = await _lock_offset(conn, where)
+        if dead.offset < stored:
+            return False
+        await conn.execute(sa.insert(outbox), [_dead_letter_row(where, dead, topics)])
+        await _save_offset(conn, where, dead.offset + 1)
+    return True
 
 
 def _dead_letter_row(where: Partition, dead: DeadLetter, topics: Topics) -> dict[str, object]:
@@ -399,9 +420,13 @@ async def fire_timers(
         states = _decode_states(rows)
         if not states:
             return Changes()
-        changes = apply_timers(states, by_id, now)
+        changes, failed = apply_timers(states, by_id, now)
+        if failed:
+            log.error("the engine failed to tick %d contact(s) of partition %d; their timers "
+                      "wait for their next touchpoint", len(failed), where.partition)
+        # Their journey is no longer loaded, or the engine cannot tick them: stop asking.
         unloaded = [key for key in states if key not in changes.states]
-        if unloaded:  # their journey is no longer loaded: stop asking for them
+        if unloaded:
             await conn.execute(
                 sa.update(contact_states)
                 .where(sa.tuple_(contact_states.c.journey_id, contact_states.c.contact)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any
 
@@ -13,6 +13,13 @@ from shared.journey.errors import InvalidTouchpoint
 
 WIRE_VERSION = 1
 TYPES = ("track", "identify", "page", "screen", "group", "alias")
+
+# The event times the engine accepts. Ingest refuses earlier ones and replaces a timestamp more
+# than its configured skew ahead of receivedAt (docs/ingest.md); these bounds catch what another
+# producer writes to the topic. A contact clock years ahead would make every inactivity timer
+# fire at once, and one near datetime.max overflows the deadline arithmetic.
+EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+MAX_EVENT_TIME_AHEAD = timedelta(days=1)  # of receivedAt; ingest's skew setting stays below it
 
 
 @dataclass(frozen=True)
@@ -76,12 +83,18 @@ class Touchpoint:
         event = _optional_text(message, "event")
         if kind == "track" and event is None:
             raise InvalidTouchpoint("event", "a track call needs an event name")
+        timestamp = _required_time(message, "timestamp")
+        received_at = _required_time(message, "receivedAt")
+        if timestamp < EARLIEST_EVENT_TIME:
+            raise InvalidTouchpoint("timestamp", "is before 2000-01-01")
+        if timestamp - received_at > MAX_EVENT_TIME_AHEAD:
+            raise InvalidTouchpoint("timestamp", "is more than a day after receivedAt")
         return cls(
             type=str(kind),
             message_id=_required_text(message, "messageId"),
             contact=_required_text(message, "contact"),
-            timestamp=_required_time(message, "timestamp"),
-            received_at=_required_time(message, "receivedAt"),
+            timestamp=timestamp,
+            received_at=received_at,
             source_id=_required_text(message, "sourceId"),
             user_id=user_id,
             anonymous_id=anonymous_id,

@@ -135,3 +135,42 @@ async def test_sigterm_finishes_running_attempts_and_leaves_no_claim_behind(
     assert claimed == 0  # every running attempt finished and was written down
     assert counts["delivered"] == sent  # each request that reached the receiver is recorded
     assert counts["delivered"] + counts["pending"] == 200
+
+
+async def test_two_workers_in_one_group_one_killed_again_and_again_deliver_each_once(
+    topic_names: KafkaSettings, database_settings: DatabaseSettings, engine: AsyncEngine,
+    tmp_path: Path,
+) -> None:
+    handoffs = [transition(f"pair-{i}") for i in range(300)]
+    ids = [h["transition_id"] for h in handoffs]
+    with Receiver() as receiver:
+        for path in ("/hooks/sales", "/hooks/crm"):
+            receiver.on(path, lambda n: Reply(200, delay_s=0.05))
+        env = actions_env(topic_names, database_settings, write_journey(tmp_path, receiver))
+        steady = await start(env)
+        try:
+            # Transitions keep arriving while the second member joins, dies and rejoins, so
+            # the group rebalances under load again and again.
+            for round_ in range(4):
+                flaky = ServiceProcess("actions", env).start()
+                await produce_transitions(topic_names, handoffs[round_ * 75:(round_ + 1) * 75])
+                await asyncio.sleep(3.0)
+                flaky.kill()
+
+            async def all_delivered() -> bool:
+                return (await statuses(engine, ids)) == Counter(delivered=600)
+
+            await eventually(all_delivered, timeout_s=120, what="all 600 deliveries delivered")
+            assert steady.process is not None and steady.process.poll() is None, \
+                steady.log_tail()
+        finally:
+            steady.kill()
+        received = receiver.requests()
+
+    async with engine.connect() as conn:
+        expected = set((await conn.scalars(
+            sa.select(webhook_deliveries.c.id)
+            .where(webhook_deliveries.c.transition_id.in_(ids))
+        )).all())
+    assert len(expected) == 600  # exactly one logical delivery per transition and endpoint
+    assert {r.webhook_id for r in received} == expected

@@ -167,3 +167,58 @@ async def test_records_that_are_not_transitions_go_to_the_dead_letter_topic_with
     reasons = sorted(dict(r.headers)["polku.error.reason"].decode() for r in records)
     assert reasons == ["invalid_field", "invalid_json"]
     assert {r.value for r in records} == {b"{not json", b'{"v": 1}'}
+
+
+async def test_a_transition_the_database_refuses_is_dead_lettered_and_the_next_one_delivered(
+    topic_names: KafkaSettings, database_settings: DatabaseSettings, engine: AsyncEngine,
+    receiver: Receiver, tmp_path: Path,
+) -> None:
+    # Well-formed JSON the parser accepts, from a producer other than the stager: PostgreSQL
+    # refuses the NUL byte in its contact. Before, the worker retried it for ever.
+    poison, before, after = nurture("nul\x00contact"), nurture("before-nul"), nurture("after-nul")
+    async with running_actions(topic_names, database_settings,
+                               write_journey(tmp_path / "j", receiver), ManualClock()):
+        await produce_transitions(topic_names, [before, poison, after])
+        await eventually(lambda: len(receiver.requests()) == 2, what="both good deliveries")
+    delivered = {r.verified()["transition_id"] for r in receiver.requests()}
+    assert delivered == {before["transition_id"], after["transition_id"]}
+    records = await _dead_letters(topic_names, expect=1)
+    assert [json.loads(r.value)["transition_id"] for r in records] == [poison["transition_id"]]
+    headers = {k: v.decode() for k, v in records[0].headers}
+    assert headers["polku.error.reason"] == "database_rejected"
+    assert headers["polku.error"] == ('CharacterNotInRepertoireError: invalid byte sequence '
+                                      'for encoding "UTF8": 0x00')
+
+
+async def test_a_receivers_answer_with_a_nul_byte_is_recorded_and_retried(
+    topic_names: KafkaSettings, database_settings: DatabaseSettings, engine: AsyncEngine,
+    receiver: Receiver, tmp_path: Path,
+) -> None:
+    answers = iter([Reply(500, body=b"broken\x00body"), Reply(200)])
+    receiver.on("/hooks/nurture", lambda n: next(answers))
+    clock = ManualClock()
+    settings = fast_settings(retry_schedule_s=(0, 5))
+    item = nurture("nul-answer")
+    async with running_actions(topic_names, database_settings,
+                               write_journey(tmp_path / "j", receiver), clock, settings):
+        await produce_transitions(topic_names, [item])
+        await wait_attempts(engine, [item], 1)
+        clock.advance(timedelta(seconds=5))
+        await eventually(lambda: _statuses(engine, [item], ["delivered"]))
+    assert len(receiver.requests()) == 2
+
+
+async def _dead_letters(kafka: KafkaSettings, expect: int) -> list[Any]:
+    consumer = AIOKafkaConsumer(kafka.dead_letter_topic, bootstrap_servers=kafka.bootstrap_servers,
+                                auto_offset_reset="earliest")
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        for _ in range(20):
+            batch = await asyncio.wait_for(consumer.getmany(timeout_ms=500), 10)
+            records.extend(r for messages in batch.values() for r in messages)
+            if len(records) >= expect:
+                break
+    finally:
+        await consumer.stop()
+    return records

@@ -14,7 +14,7 @@ from .messages import message
 
 def test_a_well_formed_track_message_becomes_a_touchpoint() -> None:
     raw = message("track", event="Demo Requested", properties={"plan": "pro"})
-    raw["timestamp"] = "2026-11-23T08:00:00.000Z"
+    raw["timestamp"] = raw["receivedAt"] = "2026-11-23T08:00:00.000Z"
     touchpoint = Touchpoint.from_message(raw)
     assert touchpoint.type == "track"
     assert touchpoint.event == "Demo Requested"
@@ -26,6 +26,7 @@ def test_a_well_formed_track_message_becomes_a_touchpoint() -> None:
 def test_timestamps_with_offsets_are_normalised_to_utc() -> None:
     raw = message("page")
     raw["timestamp"] = "2026-11-23T10:00:00+02:00"
+    raw["receivedAt"] = "2026-11-23T08:00:00Z"
     assert Touchpoint.from_message(raw).timestamp == datetime(2026, 11, 23, 8, tzinfo=UTC)
 
 
@@ -52,6 +53,8 @@ def test_null_objects_become_empty_and_anonymous_contacts_are_fine() -> None:
         ({"timestamp": "yesterday"}, "timestamp"),
         ({"timestamp": "2026-11-23T08:00:00"}, "timestamp"),
         ({"timestamp": None}, "timestamp"),
+        ({"timestamp": "1999-12-31T23:59:59Z"}, "timestamp"),
+        ({"timestamp": "9999-12-31T00:00:00Z"}, "timestamp"),
         ({"receivedAt": 1700000000}, "receivedAt"),
         ({"sentAt": "soon"}, "sentAt"),
         ({"sourceId": None}, "sourceId"),
@@ -85,3 +88,13 @@ def test_identify_traits_and_context_traits_describe_the_contact_but_group_trait
     assert tracked.contact_traits == {"email": "a@b"}
     group = Touchpoint.from_message(message("group", traits={"employees": 50}))
     assert group.contact_traits == {}
+
+
+def test_an_event_time_up_to_a_day_ahead_of_arrival_is_accepted() -> None:
+    raw = message("page")
+    raw["receivedAt"] = "2026-11-23T08:00:00Z"
+    raw["timestamp"] = "2026-11-24T08:00:00Z"
+    assert Touchpoint.from_message(raw).timestamp == datetime(2026, 11, 24, 8, tzinfo=UTC)
+    raw["timestamp"] = "2026-11-24T08:00:00.001Z"
+    with pytest.raises(InvalidTouchpoint, match="more than a day after receivedAt"):
+        Touchpoint.from_message(raw)
