@@ -7,6 +7,7 @@ import typer
 from services.ingest.sources_cli import app as sources_app
 from services.journeys_cli import app as journeys_app
 from services.journeys_cli import simulate as simulate_command
+from shared.bearer import ApiToken, refuse_to_serve
 from shared.settings import DatabaseSettings, ServiceSettings
 
 app = typer.Typer(help="Polku: live customer-journey stages and webhooks.", no_args_is_help=True)
@@ -19,13 +20,26 @@ app.command("simulate", help="Replay events through a journey offline; print eac
 )
 
 
+def refuse_unprotected(command: str, host: str, tokens: list[ApiToken],
+                       host_setting: str = "POLKU_HOST") -> None:
+    """Exit (2) with the reason when `host` is no place to serve these APIs with these tokens;
+    runs before anything connects, so the answer comes at once and without a traceback."""
+    problem = refuse_to_serve(host, tokens, host_setting)
+    if problem is not None:
+        typer.echo(f"polku {command}: not starting: {problem}", err=True)
+        raise typer.Exit(2)
+
+
 @app.command()
 def ingest() -> None:
     """Run the ingest HTTP API (Segment-compatible)."""
+    from services.ingest.settings import IngestSettings
+
+    settings = ServiceSettings()
+    refuse_unprotected("ingest", settings.host, [IngestSettings().read_api_token])
     from services.ingest.app import create_app
     from shared.serve import serve
 
-    settings = ServiceSettings()
     serve(create_app(), settings.host, settings.ingest_port, settings.log_level)
 
 
@@ -49,10 +63,13 @@ def stager() -> None:
 @app.command()
 def actions() -> None:
     """Run the actions worker: transitions in, signed webhooks out."""
+    from services.actions.settings import ActionsSettings
+
+    settings = ServiceSettings()
+    refuse_unprotected("actions", settings.host, [ActionsSettings().delivery_api_token])
     from services.actions.app import create_app
     from shared.serve import serve
 
-    settings = ServiceSettings()
     serve(create_app(), settings.host, settings.actions_port, settings.log_level)
 
 
@@ -67,12 +84,18 @@ def dev(
     import asyncio
     import shutil
 
+    from services.actions.settings import ActionsSettings
     from services.dev.app import DataDirInUse
     from services.dev.run import serve_dev
     from services.dev.settings import DevSettings
+    from services.ingest.settings import IngestSettings
     from shared.journey.errors import JourneyError
 
     settings = DevSettings()
+    # One process serves both APIs: each keeps its own token (shared/bearer.py).
+    refuse_unprotected("dev", settings.host, [IngestSettings().read_api_token,
+                                              ActionsSettings().delivery_api_token],
+                       "POLKU_DEV_HOST")
     if reset:
         shutil.rmtree(settings.data_dir, ignore_errors=True)
     try:

@@ -23,10 +23,51 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # Cloud instance metadata services (AWS, GCP, Azure, OpenStack on IPv4; AWS on IPv6).
 METADATA = (ipaddress.ip_network("169.254.169.254/32"), ipaddress.ip_network("fd00:ec2::254/128"))
-CGNAT = ipaddress.ip_network("100.64.0.0/10")
 _IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+_IPV4_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")  # SIIT (RFC 7915): ::ffff:0:a.b.c.d
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
-_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
+# The only IPv6 block IANA allocates as global unicast; everything outside it is refused.
+_GLOBAL_UNICAST = ipaddress.ip_network("2000::/3")
+
+
+def _table(*rows: tuple[str, str]) -> tuple[tuple[IPNetwork, str], ...]:
+    return tuple((ipaddress.ip_network(cidr), why) for cidr, why in rows)
+
+
+# The ranges of IANA's IPv4 and IPv6 special-purpose registries that are not globally
+# reachable, with the reason given; the first match wins. Written out instead of read from
+# `ipaddress`' is_private/is_global: those tables differ between Python releases (3.11 has no
+# 3fff::/20 and calls fec0::/10 global), and what a webhook may reach must not change with a
+# patch release. Python's flags still run after this table, so they can only add refusals.
+NON_GLOBAL = _table(
+    ("0.0.0.0/32", "unspecified"),
+    ("0.0.0.0/8", "this network"),
+    ("10.0.0.0/8", "private"),
+    ("100.64.0.0/10", "carrier-grade NAT"),
+    ("127.0.0.0/8", "loopback"),
+    ("169.254.0.0/16", "link-local"),
+    ("172.16.0.0/12", "private"),
+    ("192.0.0.0/24", "IETF protocol assignments"),
+    ("192.0.2.0/24", "documentation"),
+    ("192.168.0.0/16", "private"),
+    ("198.18.0.0/15", "benchmarking"),
+    ("198.51.100.0/24", "documentation"),
+    ("203.0.113.0/24", "documentation"),
+    ("224.0.0.0/4", "multicast"),
+    ("255.255.255.255/32", "broadcast"),
+    ("240.0.0.0/4", "reserved"),
+    ("::/128", "unspecified"),
+    ("::1/128", "loopback"),
+    ("64:ff9b:1::/48", "private"),  # local-use NAT64 (RFC 8215): the operator's own translator
+    ("100::/64", "discard-only"),
+    ("2001::/23", "IETF protocol assignments"),
+    ("2001:db8::/32", "documentation"),
+    ("3fff::/20", "documentation"),  # RFC 9637
+    ("fc00::/7", "private"),  # unique-local
+    ("fe80::/10", "link-local"),
+    ("fec0::/10", "site-local"),  # deprecated (RFC 3879); still routed inside some networks
+    ("ff00::/8", "multicast"),
+)
 
 
 class EgressRefused(Exception):
@@ -40,7 +81,8 @@ class EgressRefused(Exception):
 
 
 def embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 address stands for (mapped, compatible, 6to4, Teredo, NAT64)."""
+    """The IPv4 address an IPv6 address stands for (mapped, translated, compatible, 6to4,
+    Teredo, NAT64): a host or translator on the way connects to that IPv4 address."""
     if not isinstance(address, ipaddress.IPv6Address):
         return None
     if address.ipv4_mapped is not None:
@@ -49,7 +91,7 @@ def embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
         return address.sixtofour
     if address.teredo is not None:
         return address.teredo[1]  # the client's address
-    if address in _NAT64 or address in _IPV4_COMPATIBLE:
+    if address in _NAT64 or address in _IPV4_TRANSLATED or address in _IPV4_COMPATIBLE:
         if address in _IPV4_COMPATIBLE and int(address) <= 1:
             return None  # :: and ::1 are IPv6's own unspecified and loopback
         return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
@@ -64,22 +106,13 @@ def refusal(address: IPAddress) -> str | None:
         return f"{why} ({inner} embedded in IPv6)" if why else None
     if any(address in net for net in METADATA):
         return "cloud metadata"
-    if address.is_unspecified:
-        return "unspecified"
-    if address.is_loopback:
-        return "loopback"
-    if address.is_link_local:
-        return "link-local"
-    if address.is_multicast:
-        return "multicast"
-    if address in CGNAT:
-        return "carrier-grade NAT"
-    if isinstance(address, ipaddress.IPv6Address) and address in _NAT64_LOCAL:
-        return "private"
-    if address.is_private:
-        return "private"  # RFC 1918, IPv6 unique-local (fc00::/7) and other special ranges
-    if address.is_reserved or not address.is_global:
+    for network, why in NON_GLOBAL:
+        if address.version == network.version and address in network:
+            return why
+    if isinstance(address, ipaddress.IPv6Address) and address not in _GLOBAL_UNICAST:
         return "reserved"
+    if address.is_private or address.is_reserved or not address.is_global:
+        return "reserved"  # Python's view: only ever refuses more than the table above
     return None
 
 

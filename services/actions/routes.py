@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from services.actions import store
+from services.actions.settings import ADMIN_TOKEN_SETTING
 from services.actions.store import Delivery, Endpoint
 from shared.bearer import require_bearer
 
@@ -81,7 +82,8 @@ class EndpointOut(BaseModel):
 
 
 def _authorised(request: Request) -> None:
-    require_bearer(request, request.app.state.settings.admin_token, "POLKU_ACTIONS_ADMIN_TOKEN")
+    # Every route, reads included: only the admin token, never the read API's (shared/bearer.py).
+    require_bearer(request, request.app.state.settings.admin_token, ADMIN_TOKEN_SETTING)
 
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(_authorised)])

@@ -7,6 +7,10 @@ from typing import Annotated
 from pydantic import field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from shared.bearer import ApiToken
+
+ADMIN_TOKEN_SETTING = "POLKU_ACTIONS_ADMIN_TOKEN"
+
 # Immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h: eight attempts over about 27 hours.
 DEFAULT_RETRY_SCHEDULE_S = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 
@@ -47,8 +51,15 @@ class ActionsSettings(BaseSettings):
     # Delivered and dead-lettered deliveries are deleted this long after they were created.
     retention_days: float = 30.0
     gauge_interval_s: float = 5.0
-    # When set, the /v1 delivery API requires `Authorization: Bearer <token>`.
+    # When set, the /v1 delivery API (reads included: payloads carry personal data, endpoint
+    # URLs and headers may carry the receivers' credentials) requires `Authorization: Bearer
+    # <token>`; unset, it is open to local clients only, and actions refuses to start on a
+    # non-loopback POLKU_HOST (see shared/bearer.py).
     admin_token: str | None = None
+
+    @property
+    def delivery_api_token(self) -> ApiToken:
+        return ApiToken(ADMIN_TOKEN_SETTING, self.admin_token)
 
     @field_validator("retry_schedule_s", "egress_allow", mode="before")
     @classmethod

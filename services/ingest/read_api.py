@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, HTTPException, Request
 
+from services.ingest.settings import READ_TOKEN_SETTING
 from shared.bearer import require_bearer
 from shared.db.tables import contact_states, transitions
 from shared.journey.journey import Journey
@@ -16,7 +17,7 @@ from shared.journey.state import ContactState
 
 
 def _authorised(request: Request) -> None:
-    require_bearer(request, request.app.state.read_token, "POLKU_INGEST_READ_TOKEN")
+    require_bearer(request, request.app.state.read_token, READ_TOKEN_SETTING)
 
 
 router = APIRouter(prefix="/v1", tags=["read"], dependencies=[Depends(_authorised)])

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.bearer import ApiToken
+
+READ_TOKEN_SETTING = "POLKU_INGEST_READ_TOKEN"
+
 
 class IngestSettings(BaseSettings):
     """Limits and timeouts of the tracking API. Defaults follow Segment's documented limits."""
@@ -24,6 +28,11 @@ class IngestSettings(BaseSettings):
     gc_young_threshold: int = 20_000
     # A key lookup in PostgreSQL that takes longer than this answers 503 instead of hanging.
     key_lookup_timeout_s: float = 2.0
-    # Bearer token the read API (/v1/contacts, /v1/journeys) demands; unset leaves it open,
-    # which suits a private network only: contact state carries identify traits.
+    # Bearer token the read API (/v1/contacts, /v1/journeys) demands; unset leaves it open to
+    # local clients, and ingest refuses to start unset on a non-loopback POLKU_HOST: contact
+    # state carries identify traits (see shared/bearer.py).
     read_token: str | None = None
+
+    @property
+    def read_api_token(self) -> ApiToken:
+        return ApiToken(READ_TOKEN_SETTING, self.read_token)

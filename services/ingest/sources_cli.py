@@ -1,9 +1,15 @@
-"""`polku sources`: create, list, rotate and revoke the write keys websites and apps send with."""
+"""`polku sources`: create, list, rotate and revoke the write keys websites and apps send with.
+
+The keys live where ingest reads them: PostgreSQL (the `POLKU_PG_*` settings or `POLKU_DB_URL`)
+for the distributed mode, or, with `--dev` / `--data-dir`, the SQLite file of the embedded
+mode, so `polku sources --dev create www` issues a key a running `polku dev` accepts.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TypeVar
 
 import typer
@@ -18,6 +24,7 @@ from services.ingest.sources import (
     rotate_key,
 )
 from shared.db.engine import make_engine
+from shared.db.migrate import upgrade
 from shared.settings import DatabaseSettings
 
 app = typer.Typer(help="Sources and their write keys.", no_args_is_help=True)
@@ -25,9 +32,38 @@ app = typer.Typer(help="Sources and their write keys.", no_args_is_help=True)
 T = TypeVar("T")
 
 
-def _run(work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
+@app.callback()
+def choose_database(
+    ctx: typer.Context,
+    dev: bool = typer.Option(
+        False, "--dev", help="Use the embedded mode's SQLite file (`polku dev`) instead of "
+        "PostgreSQL, in POLKU_DEV_DATA_DIR (default .polku/dev)."),
+    data_dir: Path | None = typer.Option(
+        None, "--data-dir", help="The embedded mode's data directory; implies --dev.",
+        file_okay=False),
+) -> None:
+    """Sources and their write keys, in PostgreSQL or, with --dev, in `polku dev`'s file."""
+    ctx.obj = _dev_database(data_dir) if dev or data_dir is not None else DatabaseSettings()
+
+
+def _dev_database(data_dir: Path | None) -> DatabaseSettings:
+    """The SQLite file of the embedded mode in `data_dir`, brought to the current schema: a
+    source may be created before the first `polku dev`. No lock is taken: a running `polku dev`
+    keeps the directory locked, and SQLite lets this one short write wait for its turn."""
+    from services.dev.settings import DevSettings
+
+    settings = DevSettings() if data_dir is None else DevSettings(data_dir=data_dir)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.database_url)
+    return DatabaseSettings(url_override=settings.database_url)
+
+
+def _run(ctx: typer.Context, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
+    # What `choose_database` decided; a subcommand's context inherits its group's `obj`.
+    database = ctx.obj if isinstance(ctx.obj, DatabaseSettings) else DatabaseSettings()
+
     async def main() -> T:
-        engine = make_engine(DatabaseSettings(), pool_size=1)
+        engine = make_engine(database, pool_size=1)
         try:
             return await work(engine)
         finally:
@@ -42,6 +78,7 @@ def _ttl() -> str:
 
 @app.command()
 def create(
+    ctx: typer.Context,
     name: str = typer.Argument(..., help="A name for the site or app, e.g. www or ios"),
     rate_limit: float | None = typer.Option(
         None, "--rate-limit", min=0, help="Events per second this source may send (default: "
@@ -50,7 +87,7 @@ def create(
 ) -> None:
     """Create a source and print its write key (shown this once; only a hash is stored)."""
     try:
-        _, key = _run(lambda engine: create_source(engine, name, rate_limit))
+        _, key = _run(ctx, lambda engine: create_source(engine, name, rate_limit))
     except DuplicateSource as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -60,11 +97,12 @@ def create(
 
 
 @app.command("list")
-def list_() -> None:
+def list_(ctx: typer.Context) -> None:
     """List sources with the first characters of their keys (never the keys)."""
-    rows = _run(list_sources)
+    rows = _run(ctx, list_sources)
     if not rows:
-        typer.echo("no sources; create one with `polku sources create NAME`")
+        dev = " --dev" if ctx.obj is not None and ctx.obj.url.startswith("sqlite") else ""
+        typer.echo(f"no sources; create one with `polku sources{dev} create NAME`")
         return
     typer.echo(f"{'name':<24} {'key':<14} {'limit/s':>8}  {'created':<20} status")
     for row in rows:
@@ -75,18 +113,20 @@ def list_() -> None:
 
 
 @app.command()
-def revoke(name: str = typer.Argument(..., help="The source whose key stops working")) -> None:
+def revoke(ctx: typer.Context,
+           name: str = typer.Argument(..., help="The source whose key stops working")) -> None:
     """Revoke a source's write key; running ingest processes refuse it within the cache TTL."""
-    if not _run(lambda engine: revoke_source(engine, name)):
+    if not _run(ctx, lambda engine: revoke_source(engine, name)):
         typer.echo(f"error: no active source named {name!r}", err=True)
         raise typer.Exit(1)
     typer.echo(f"revoked {name!r}; ingest refuses its key within {_ttl()}")
 
 
 @app.command()
-def rotate(name: str = typer.Argument(..., help="The source that gets a new key")) -> None:
+def rotate(ctx: typer.Context,
+           name: str = typer.Argument(..., help="The source that gets a new key")) -> None:
     """Give a source a new write key (printed once); the old one stops within the cache TTL."""
-    key = _run(lambda engine: rotate_key(engine, name))
+    key = _run(ctx, lambda engine: rotate_key(engine, name))
     if key is None:
         typer.echo(f"error: no source named {name!r}", err=True)
         raise typer.Exit(1)

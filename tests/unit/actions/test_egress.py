@@ -32,8 +32,25 @@ REFUSED = {
     "224.0.0.1": "multicast",
     "239.1.2.3": "multicast",
     "ff02::1": "multicast",
-    "240.0.0.1": "private",
-    "255.255.255.255": "private",
+    "240.0.0.1": "reserved",
+    "255.255.255.255": "broadcast",
+    "0.1.2.3": "this network",
+    "192.0.0.8": "IETF protocol assignments",
+    "192.0.2.1": "documentation",
+    "198.51.100.7": "documentation",
+    "203.0.113.9": "documentation",
+    "198.18.0.1": "benchmarking",
+    "198.19.255.254": "benchmarking",
+    "fec0::1": "site-local",  # deprecated (RFC 3879), but routers may still route it inside
+    "feff:ffff::1": "site-local",
+    "3fff::1": "documentation",  # RFC 9637 (2024): missing from Python 3.11's tables
+    "3fff:fff:ffff::1": "documentation",
+    "2001:db8::1": "documentation",
+    "100::1": "discard-only",
+    "2001:2::1": "IETF protocol assignments",
+    "64:ff9b:1::a00:1": "private",  # local-use NAT64 (RFC 8215): the operator's own translator
+    "4000::1": "reserved",  # outside 2000::/3, the only block IANA hands out as global unicast
+    "5f00::1": "reserved",
 }
 
 # IPv6 spellings of internal IPv4 addresses: refused for the address they stand for.
@@ -47,10 +64,16 @@ EMBEDDED = {
     "64:ff9b::7f00:1": "loopback",  # NAT64
     "2002:7f00:1::": "loopback",  # 6to4
     "2002:a9fe:a9fe::1": "cloud metadata",
+    "::ffff:0:10.0.0.1": "private",  # IPv4-translated (SIIT, RFC 7915)
+    "::ffff:0:127.0.0.1": "loopback",
+    "64:ff9b::a9fe:a9fe": "cloud metadata",
+    "64:ff9b::a00:1": "private",
+    "2001:0:4136:e378:8000:63bf:f5ff:fffe": "private",  # Teredo: client 10.0.0.1
 }
 
 PUBLIC = ["8.8.8.8", "1.1.1.1", "93.184.216.34", "2606:4700:4700::1111",
-          "2a00:1450:4001:80b::200e", "::ffff:8.8.8.8", "64:ff9b::808:808"]
+          "2a00:1450:4001:80b::200e", "2001:4860:4860::8888", "3ffe:1::1", "::ffff:8.8.8.8",
+          "64:ff9b::808:808", "::ffff:0:8.8.8.8"]
 
 
 @pytest.mark.parametrize(("address", "why"), sorted(REFUSED.items()))
@@ -77,6 +100,12 @@ def test_an_ipv4_address_and_its_mapped_form_are_judged_alike(address: ipaddress
     assert (refusal(address) is None) == (refusal(mapped) is None)
     policy = EgressPolicy(["127.0.0.0/8"])
     assert policy.allowed(address) == policy.allowed(mapped)
+
+
+@given(st.ip_addresses(v=6).filter(
+    lambda a: a not in ipaddress.ip_network("2000::/3") and egress.embedded_ipv4(a) is None))
+def test_ipv6_outside_global_unicast_is_refused(address: ipaddress.IPv6Address) -> None:
+    assert refusal(address) is not None
 
 
 def test_the_operator_allowlist_lets_listed_networks_through_and_nothing_else() -> None:
