@@ -61,6 +61,8 @@ DEMO_SECRET_ENV = "POLKU_DEMO_WEBHOOK_SECRET"
 # Loopback is where the built-in sink listens; the distributed mode refuses it unless allowed.
 LOOPBACK = ("127.0.0.0/8", "::1/128")
 LOG_PRUNE_EVERY_S = 600.0
+# The file whose flock marks the data directory as in use (services/dev/reset.py checks it).
+LOCK_FILE = "polku.lock"
 
 
 class DataDirInUse(Exception):
@@ -71,7 +73,7 @@ def lock_data_dir(data_dir: Path) -> IO[str]:
     """Hold an exclusive lock on the data directory for the life of the process; the kernel
     releases it when the process dies, even by SIGKILL."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    handle = (data_dir / "polku.lock").open("w")
+    handle = (data_dir / LOCK_FILE).open("w")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
