@@ -58,6 +58,9 @@ committed to the embedded log on disk. See docs/embedded.md.
 DEV_SOURCE = "dev"
 # The secret the example journeys sign with (their webhooks name this variable).
 DEMO_SECRET_ENV = "POLKU_DEMO_WEBHOOK_SECRET"
+# Where the example journeys send their webhooks (`${POLKU_DEV_SINK_URL:-...}/hooks/...`): the
+# journeys are read with it set to the sink this process runs, wherever POLKU_DEV_SINK_PORT is.
+SINK_URL_ENV = "POLKU_DEV_SINK_URL"
 # Loopback is where the built-in sink listens; the distributed mode refuses it unless allowed.
 LOOPBACK = ("127.0.0.0/8", "::1/128")
 LOG_PRUNE_EVERY_S = 600.0
@@ -131,7 +134,8 @@ def create_app(
     if "POLKU_ACTIONS_EGRESS_ALLOW" not in os.environ:
         actions_settings = actions_settings.model_copy(update={"egress_allow": LOOPBACK})
     # Refuse to start on an invalid journey: JourneyError names every problem.
-    journeys = load_journeys(journeys_dir or ServiceSettings().journeys_dir)
+    journeys = load_journeys(journeys_dir or ServiceSettings().journeys_dir,
+                             {**os.environ, SINK_URL_ENV: settings.sink_url})
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
