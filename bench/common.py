@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import sys
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,21 +16,88 @@ import httpx
 from shared.db.migrate import upgrade
 from shared.settings import DatabaseSettings, KafkaSettings
 
+# How long dropping a scratch database keeps trying before it says what it left behind.
+DROP_DEADLINE_S = 60.0
+_DROP_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
+
+
+async def _admin(base: DatabaseSettings) -> asyncpg.Connection:
+    return await asyncpg.connect(host=base.host, port=base.port, user=base.user,
+                                 password=base.password, database=base.db, timeout=10)
+
 
 @asynccontextmanager
 async def scratch_database(prefix: str) -> AsyncIterator[DatabaseSettings]:
-    """A migrated database that exists for the duration of one benchmark."""
+    """A migrated database that exists for the duration of one benchmark.
+
+    It is dropped afterwards even if the benchmark failed; if it cannot be, a line on stderr
+    names it and how to drop it, rather than a traceback hiding the benchmark's own outcome.
+    """
     base = DatabaseSettings()
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(host=base.host, port=base.port, user=base.user,
-                                  password=base.password, database=base.db)
+    # A session of its own for each step: one held across a long benchmark may be cut by then.
+    admin = await _admin(base)
     try:
         await admin.execute(f'create database "{name}"')
+    finally:
+        await admin.close()
+    try:
         settings = base.model_copy(update={"db": name})
         await asyncio.to_thread(upgrade, settings.url)
         yield settings
     finally:
-        await admin.execute(f'drop database if exists "{name}" with (force)')
+        left = await drop_database(base, name)
+        if left is not None:
+            print(f"bench: the scratch database {name} was left behind ({left}); drop it "
+                  f"with: psql -h {base.host} -p {base.port} -U {base.user} -d {base.db} "
+                  f"-c 'drop database \"{name}\"'", file=sys.stderr, flush=True)
+
+
+async def drop_database(base: DatabaseSettings, name: str,
+                        deadline_s: float = DROP_DEADLINE_S) -> str | None:
+    """Drop database `name`, retrying with a short backoff; None once it is gone, else why it
+    is still there. Never raises: it runs in clean-up, after the result that matters.
+
+    Not `with (force)`: for a role that is not a superuser that refuses outright while an
+    autovacuum worker is in the database (after a big benchmark, it usually is), because it
+    may not signal a process without a role. A plain drop asks autovacuum to stop itself and
+    waits up to 5 s for it. Our own sessions (a pool that was not closed) are ended first,
+    after new connections are refused, so a pool that reconnects cannot hold the drop off.
+    """
+    started = time.monotonic()
+    reason = "not tried"
+    for attempt in range(1_000):
+        try:
+            if await _drop_once(base, name):
+                return None
+            reason = "it is still in use"
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+            # In use past PostgreSQL's 5 s wait, the server away or restarting: try again.
+            reason = f"{type(exc).__name__}: {exc}"
+        backoff = _DROP_BACKOFF_S[min(attempt, len(_DROP_BACKOFF_S) - 1)]
+        if time.monotonic() - started + backoff > deadline_s:
+            break
+        await asyncio.sleep(backoff)
+    return reason
+
+
+async def _drop_once(base: DatabaseSettings, name: str) -> bool:
+    """One try; True when the database no longer exists."""
+    admin = await _admin(base)
+    try:
+        try:
+            await admin.execute(f'alter database "{name}" with allow_connections false')
+        except asyncpg.InvalidCatalogNameError:
+            return True  # already gone
+        except asyncpg.InsufficientPrivilegeError:
+            pass  # not its owner: the drop below says so
+        await admin.execute(
+            "select pg_terminate_backend(pid) from pg_stat_activity "
+            "where datname = $1 and pid <> pg_backend_pid() and usename = current_user", name)
+        await admin.execute(f'drop database if exists "{name}"')
+        exists = await admin.fetchval("select 1 from pg_database where datname = $1", name)
+        return exists is None
+    finally:
         await admin.close()
 
 

@@ -78,14 +78,15 @@ def dev(
     demo: bool = typer.Option(False, "--demo/--no-demo",
                               help="Feed demo traffic: personas walking the example journeys."),
     reset: bool = typer.Option(False, "--reset",
-                               help="Start from an empty state (deletes POLKU_DEV_DATA_DIR)."),
+                               help="Start from an empty state: delete a stopped Polku's "
+                                    "files in POLKU_DEV_DATA_DIR (refused while one runs)."),
 ) -> None:
     """Run all of Polku in one process on one SQLite file: no Kafka, no PostgreSQL."""
     import asyncio
-    import shutil
 
     from services.actions.settings import ActionsSettings
     from services.dev.app import DataDirInUse
+    from services.dev.reset import NotADataDir, reset_data_dir
     from services.dev.run import serve_dev
     from services.dev.settings import DevSettings
     from services.ingest.settings import IngestSettings
@@ -97,7 +98,16 @@ def dev(
                                               ActionsSettings().delivery_api_token],
                        "POLKU_DEV_HOST")
     if reset:
-        shutil.rmtree(settings.data_dir, ignore_errors=True)
+        try:
+            reset_data_dir(settings.data_dir)
+        except DataDirInUse as exc:
+            typer.echo(f"polku dev --reset: not resetting, {exc} (its data is kept); stop it "
+                       "first, or set POLKU_DEV_DATA_DIR to another directory", err=True)
+            raise typer.Exit(1) from exc
+        except NotADataDir as exc:
+            typer.echo(f"polku dev --reset: not resetting, {exc}; check POLKU_DEV_DATA_DIR",
+                       err=True)
+            raise typer.Exit(1) from exc
     try:
         asyncio.run(serve_dev(settings, demo, ServiceSettings().log_level))
     except DataDirInUse as exc:

@@ -57,8 +57,15 @@ def schema() -> None:
 
 @app.command()
 def simulate(
-    journey: Annotated[Path, typer.Option("--journey", help="Journey YAML file.")],
-    events: Annotated[Path, typer.Option("--events", help="Touchpoints, one JSON message a line.")],
+    # A directory or a missing file is a usage error (exit 2) named by click, not a traceback.
+    journey: Annotated[
+        Path, typer.Option("--journey", help="Journey YAML file.", exists=True, dir_okay=False,
+                           readable=True)
+    ],
+    events: Annotated[
+        Path, typer.Option("--events", help="Touchpoints, one JSON message a line.", exists=True,
+                           dir_okay=False, readable=True)
+    ],
     until: Annotated[
         str | None, typer.Option("--until", help="Tick timers up to this ISO 8601 instant.")
     ] = None,
@@ -72,8 +79,16 @@ def simulate(
     except JourneyError as e:
         typer.echo(str(e), err=True)
         raise typer.Exit(1) from None
+    except (OSError, UnicodeDecodeError) as e:  # e.g. a binary file given as the journey
+        raise typer.BadParameter(f"{journey} cannot be read as a journey: {e}",
+                                 param_hint="--journey") from None
     deadline = _instant(until) if until else None
     messages = _read_messages(events)
+    if not messages:
+        # Printing nothing and exiting 0 would read as "no contact moved".
+        typer.echo(f"{events}: no valid touchpoint to simulate (every line is empty or was "
+                   "refused, see above)", err=True)
+        raise typer.Exit(1)
     paths = simulate_journey(definition, messages, until=deadline)
     for contact, transitions in paths.items():
         if as_json:
@@ -93,8 +108,16 @@ def _instant(text: str) -> datetime:
 def _read_messages(events: Path) -> list[dict[str, Any]]:
     """Valid messages in file order; bad lines are reported and skipped, as the stager would
     dead-letter them."""
+    try:
+        text = events.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise typer.BadParameter(f"{events} is not UTF-8 text ({e.reason} at byte {e.start})",
+                                 param_hint="--events") from None
+    except OSError as e:
+        raise typer.BadParameter(f"{events} cannot be read: {e.strerror}",
+                                 param_hint="--events") from None
     messages: list[dict[str, Any]] = []
-    for number, line in enumerate(events.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:

@@ -51,6 +51,7 @@ class ServiceProcess:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    args: tuple[str, ...] = ()  # after the command's name, e.g. ("--reset",)
 
     @property
     def url(self) -> str:
@@ -63,7 +64,7 @@ class ServiceProcess:
         logs.mkdir(parents=True, exist_ok=True)
         self.log_path = logs / f"{self.name}-{self.port}.log"
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", self.name],
+            [sys.executable, "-m", "services.cli", self.name, *self.args],
             env=env, cwd=ROOT, stdout=self.log_path.open("ab"), stderr=subprocess.STDOUT,
         )
         return self

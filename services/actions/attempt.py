@@ -41,6 +41,9 @@ class Outcome:
     error: str | None = None
     retry_after_s: float | None = None
     seconds: float = 0.0
+    # What kind of failure, safe to log: a fixed word or an exception class, never the text of
+    # `error` (which quotes the receiver's answer, and an httpx error may quote the URL).
+    kind: str | None = None
 
     @property
     def endpoint_failure(self) -> bool:
@@ -77,16 +80,17 @@ async def attempt(
             finally:
                 await response.aclose()
     except EgressRefused as exc:
-        return Outcome(Result.REFUSED, error=str(exc), seconds=time.perf_counter() - started)
+        return Outcome(Result.REFUSED, error=str(exc), seconds=time.perf_counter() - started,
+                       kind="egress_refused")
     except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
         return Outcome(Result.REFUSED, error=f"unusable URL: {exc}",
-                       seconds=time.perf_counter() - started)
+                       seconds=time.perf_counter() - started, kind="unusable_url")
     except (TimeoutError, httpx.TimeoutException):
         return Outcome(Result.FAILED, error=f"no answer within {timeout_s:g} s",
-                       seconds=time.perf_counter() - started)
+                       seconds=time.perf_counter() - started, kind="timeout")
     except httpx.HTTPError as exc:
         return Outcome(Result.FAILED, error=f"{type(exc).__name__}: {exc}"[:excerpt_chars],
-                       seconds=time.perf_counter() - started)
+                       seconds=time.perf_counter() - started, kind=type(exc).__name__)
     seconds = time.perf_counter() - started
     status = response.status_code
     if 200 <= status < 300:
@@ -94,14 +98,16 @@ async def attempt(
     # A receiver's body may hold any byte; PostgreSQL's text refuses NUL, so it is replaced.
     excerpt = answer.decode("utf-8", errors="replace").replace("\x00", "\ufffd")[:excerpt_chars]
     error = f"HTTP {status}" + (f": {excerpt}" if excerpt else "")
+    kind = "http_status"
     if status in (301, 302, 303, 307, 308) and "location" in response.headers:
         error = f"HTTP {status} redirect to {response.headers['location']} (not followed)"
+        kind = "redirect"
     if status == 410:
-        return Outcome(Result.GONE, status, error, seconds=seconds)
+        return Outcome(Result.GONE, status, error, seconds=seconds, kind=kind)
     retry_after = None
     if status in (429, 503):
         retry_after = parse_retry_after(response.headers.get("retry-after"), datetime.now(UTC))
-    return Outcome(Result.FAILED, status, error, retry_after, seconds)
+    return Outcome(Result.FAILED, status, error, retry_after, seconds, kind)
 
 
 async def _read_some(response: httpx.Response) -> bytes:

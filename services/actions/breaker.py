@@ -4,13 +4,19 @@ Closed: deliveries flow up to the endpoint's concurrency limit. After `failures`
 row fail it opens: nothing is sent to it and its deliveries wait in PostgreSQL without spending
 attempts. After `open_s` it lets one probe through (half-open); a success closes it, a failure
 opens it again for twice as long (up to `max_open_s`). The state is per worker process.
+
+Each opening and closing is logged, one line naming the endpoint by its id (never its URL, which
+may carry a token): an operator sees why an endpoint's deliveries stopped moving.
 """
 
 from __future__ import annotations
 
 import enum
+import logging
 import time
 from collections.abc import Callable
+
+log = logging.getLogger(__name__)
 
 
 class BreakerState(enum.IntEnum):
@@ -21,7 +27,8 @@ class BreakerState(enum.IntEnum):
 
 class Breaker:
     def __init__(self, failures: int = 5, open_s: float = 30.0, max_open_s: float = 600.0,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic, *, endpoint: str = "") -> None:
+        self.endpoint = endpoint  # the endpoint id, for the log
         self.threshold = failures
         self.base_open_s = open_s
         self.max_open_s = max_open_s
@@ -37,6 +44,8 @@ class Breaker:
         if self._state is BreakerState.OPEN and self.monotonic() >= self._reopens_at:
             self._state = BreakerState.HALF_OPEN
             self._probing = False
+            log.info("circuit breaker of endpoint %s half-open: one probe attempt may go",
+                     self.endpoint)
         return self._state
 
     def slots(self, limit: int) -> int:
@@ -59,6 +68,9 @@ class Breaker:
         return False
 
     def record_success(self) -> None:
+        if self._state is not BreakerState.CLOSED:
+            log.info("circuit breaker of endpoint %s closed: an attempt was delivered",
+                     self.endpoint)
         self.consecutive_failures = 0
         self._state = BreakerState.CLOSED
         self._open_s = self.base_open_s
@@ -70,8 +82,13 @@ class Breaker:
         if state is BreakerState.HALF_OPEN:
             self._open_s = min(self._open_s * 2, self.max_open_s)
             self._trip()
+            log.warning("circuit breaker of endpoint %s opened again: the probe failed; "
+                        "next probe in %g s", self.endpoint, self._open_s)
         elif state is BreakerState.CLOSED and self.consecutive_failures >= self.threshold:
             self._trip()
+            log.warning("circuit breaker of endpoint %s opened after %d failed attempts in a "
+                        "row; its deliveries wait, next probe in %g s", self.endpoint,
+                        self.consecutive_failures, self._open_s)
 
     def record_abandoned(self) -> None:
         """An allowed attempt never ran (shutdown): let another probe go."""

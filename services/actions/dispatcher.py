@@ -150,7 +150,7 @@ class Dispatcher:
         if breaker is None:
             s = self.settings
             breaker = Breaker(s.breaker_failures, s.breaker_open_s, s.breaker_max_open_s,
-                              self.monotonic)
+                              self.monotonic, endpoint=endpoint_id)
             self.breakers[endpoint_id] = breaker
         return breaker
 
@@ -238,7 +238,8 @@ class Dispatcher:
             outcome = await self._attempt(delivery)
         except Exception as exc:  # a bug must not strand the delivery: record it as failed
             log.exception("attempt of delivery %s crashed", delivery.id)
-            outcome = Outcome(Result.FAILED, error=f"internal error: {type(exc).__name__}")
+            outcome = Outcome(Result.FAILED, error=f"internal error: {type(exc).__name__}",
+                              kind="internal_error")
         except asyncio.CancelledError:
             # Shutdown cut the attempt short: not an attempt; the next claim sends it again.
             breaker.record_abandoned()
@@ -268,7 +269,8 @@ class Dispatcher:
         try:
             keys = resolve_secrets(delivery.secret_env, delivery.secret_file)
         except SecretUnavailable as exc:
-            return Outcome(Result.FAILED, error=f"signing secret unavailable: {exc}")
+            return Outcome(Result.FAILED, error=f"signing secret unavailable: {exc}",
+                           kind="secret_unavailable")
         return await attempt(
             self.transport,
             url=delivery.url,
@@ -294,19 +296,26 @@ class Dispatcher:
             return AttemptResult(delivery.id, token, endpoint, status, now, next_at,
                                  outcome.http_status, error, outcome.result is Result.GONE)
 
+        attempts_made = delivery.attempts + 1
         if outcome.result is Result.DELIVERED:
             return done(DELIVERED, "delivered", None)
         if outcome.result is Result.GONE:
             metrics.ENDPOINTS_DISABLED.labels(endpoint).inc()
+            _log_attempt(logging.WARNING, "endpoint answered 410 Gone, disabled until an "
+                         "operator enables it; dead-lettered", delivery, attempts_made, outcome)
             return done(FAILED, "gone")
         if outcome.result is Result.REFUSED:
-            log.warning("delivery %s refused: %s", delivery.id, outcome.error)
+            _log_attempt(logging.WARNING, "refused, dead-lettered without retry", delivery,
+                         attempts_made, outcome)
             return done(FAILED, "refused")
-        attempts_made = delivery.attempts + 1
         delay = self.schedule.next_delay(attempts_made, outcome.retry_after_s)
         if delay is None:
+            _log_attempt(logging.WARNING, "failed, dead-lettered: the retry schedule is "
+                         "exhausted", delivery, attempts_made, outcome)
             return done(FAILED, "dead_letter",
                         f"gave up after {attempts_made} attempts; last: {outcome.error}")
+        _log_attempt(logging.WARNING, f"failed, next attempt in {delay:.1f} s", delivery,
+                     attempts_made, outcome)
         return done(PENDING, "retry", next_at=now + timedelta(seconds=delay))
 
     def _release(self, delivery_id: str, token: str) -> None:
@@ -386,3 +395,12 @@ class Dispatcher:
             for endpoint, breaker in self.breakers.items():
                 metrics.BREAKER_STATE.labels(endpoint).set(int(breaker.state))
             await asyncio.sleep(self.settings.gauge_interval_s)
+
+
+def _log_attempt(level: int, what: str, delivery: Delivery, attempt_number: int,
+                 outcome: Outcome) -> None:
+    """One line per failed attempt. Names the delivery, its endpoint and journey by id; never
+    the contact, the body, the receiver's answer or the URL (a query string may hold a token)."""
+    log.log(level, "webhook delivery %s to endpoint %s (journey %s) attempt %d %s "
+            "(status %s, error %s)", delivery.id, delivery.endpoint_id, delivery.journey_id,
+            attempt_number, what, outcome.http_status or "-", outcome.kind or "-")

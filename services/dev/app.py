@@ -58,9 +58,14 @@ committed to the embedded log on disk. See docs/embedded.md.
 DEV_SOURCE = "dev"
 # The secret the example journeys sign with (their webhooks name this variable).
 DEMO_SECRET_ENV = "POLKU_DEMO_WEBHOOK_SECRET"
+# Where the example journeys send their webhooks (`${POLKU_DEV_SINK_URL:-...}/hooks/...`): the
+# journeys are read with it set to the sink this process runs, wherever POLKU_DEV_SINK_PORT is.
+SINK_URL_ENV = "POLKU_DEV_SINK_URL"
 # Loopback is where the built-in sink listens; the distributed mode refuses it unless allowed.
 LOOPBACK = ("127.0.0.0/8", "::1/128")
 LOG_PRUNE_EVERY_S = 600.0
+# The file whose flock marks the data directory as in use (services/dev/reset.py checks it).
+LOCK_FILE = "polku.lock"
 
 
 class DataDirInUse(Exception):
@@ -71,7 +76,7 @@ def lock_data_dir(data_dir: Path) -> IO[str]:
     """Hold an exclusive lock on the data directory for the life of the process; the kernel
     releases it when the process dies, even by SIGKILL."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    handle = (data_dir / "polku.lock").open("w")
+    handle = (data_dir / LOCK_FILE).open("w")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -129,7 +134,8 @@ def create_app(
     if "POLKU_ACTIONS_EGRESS_ALLOW" not in os.environ:
         actions_settings = actions_settings.model_copy(update={"egress_allow": LOOPBACK})
     # Refuse to start on an invalid journey: JourneyError names every problem.
-    journeys = load_journeys(journeys_dir or ServiceSettings().journeys_dir)
+    journeys = load_journeys(journeys_dir or ServiceSettings().journeys_dir,
+                             {**os.environ, SINK_URL_ENV: settings.sink_url})
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -16,7 +16,8 @@ class DevSettings(BaseSettings):
     data_dir: Path = Path(".polku/dev")
     host: str = "127.0.0.1"
     port: int = 8000
-    # The built-in webhook sink; the example journeys send to http://127.0.0.1:8099/hooks/...
+    # The built-in webhook sink. The example journeys send to ${POLKU_DEV_SINK_URL}/hooks/...,
+    # which `polku dev` sets to `sink_url` (see docs/embedded.md).
     sink_port: int = 8099
     # Partitions of each topic in the embedded log. One process applies them all; more only
     # matter when the state moves to the distributed mode (see docs/embedded.md).
@@ -26,6 +27,15 @@ class DevSettings(BaseSettings):
     log_retention_days: float = 0.0
     # Demo traffic: new demo contacts per second, each walking its persona's script.
     demo_contacts_per_s: float = 1.0
+
+    @property
+    def sink_url(self) -> str:
+        """Where this process reaches the sink: a wildcard bind is reached on loopback (the
+        only webhook target the embedded mode allows by default)."""
+        host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "[::1]"}.get(self.host, self.host)
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"http://{host}:{self.sink_port}"
 
     @property
     def database_file(self) -> Path:

@@ -1,11 +1,12 @@
 """The built-in webhook receiver of `polku dev`: verifies each delivery and shows it.
 
 It stands where marketing automation or a CRM would: the example journeys send to
-http://127.0.0.1:8099/hooks/<name>. Each delivery is checked the way a receiver should check it
-(Standard Webhooks signature over id.timestamp.body, timestamp within five minutes) and then
-printed as one line (journey, stage change, reason; never the contact or traits) and kept in
-memory for `GET /deliveries`. An unverifiable delivery is answered 401, which the worker
-retries and finally dead-letters, so a wrong secret shows up as it would in production.
+${POLKU_DEV_SINK_URL}/hooks/<name>, which `polku dev` points here (port POLKU_DEV_SINK_PORT).
+Each delivery is checked the way a receiver should check it (Standard Webhooks signature over
+id.timestamp.body, timestamp within five minutes) and then printed as one line (journey, stage
+change, reason; never the contact or traits) and kept in memory for `GET /deliveries`. An
+unverifiable delivery is answered 401, which the worker retries and finally dead-letters, so a
+wrong secret shows up as it would in production.
 """
 
 from __future__ import annotations

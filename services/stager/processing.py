@@ -139,6 +139,9 @@ def transition_message(
         labels = found.labels.as_json() if found else {}
         return {"id": stage_id, "labels": labels}
 
+    # The channels the contact first and last came through, shaped as the read API shows
+    # them: sales asks for the first-touch channel on the hand-off webhook.
+    first, last = (state.first_touch, state.last_touch) if state is not None else (None, None)
     if transition.cause.startswith("timer:"):
         cause: dict[str, Any] = {"kind": "timer", "rule": transition.cause.removeprefix("timer:")}
     else:
@@ -156,4 +159,6 @@ def transition_message(
         "cause": cause,
         "rule_id": transition.rule_id,
         "reason": transition.reason,
+        "first_touch": {"channel": first.channel, "at": first.at.isoformat()} if first else None,
+        "last_touch": {"channel": last.channel, "at": last.at.isoformat()} if last else None,
     }

@@ -1,8 +1,10 @@
-"""Loading and validating journey files: the only part of the journey core that reads files."""
+"""Loading and validating journey files: the only part of the journey core that reads files (and
+the environment, which fills in `${NAME}` in webhook urls)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from shared.journey.errors import JourneyError
@@ -16,36 +18,47 @@ from shared.journey.yaml_source import load_yaml
 JOURNEY_SUFFIXES = (".yaml", ".yml")
 
 
-def check_yaml(text: str, file: str = "<journey>") -> tuple[Journey | None, list[Problem]]:
-    """Parse journey YAML text; the journey is None whenever there is any problem."""
+def check_yaml(
+    text: str, file: str = "<journey>", environ: Mapping[str, str] | None = None
+) -> tuple[Journey | None, list[Problem]]:
+    """Parse journey YAML text; the journey is None whenever there is any problem.
+
+    `environ` fills in `${NAME}` in webhook urls (default: this process's environment).
+    """
     root, problems = load_yaml(text, file)
     if root is None:
         return None, problems
-    reader = Reader()
+    reader = Reader(os.environ if environ is None else environ)
     reader.problems.extend(problems)
     journey = read_journey(reader, root)
     return (journey if not reader.problems else None), _sorted(reader.problems)
 
 
-def journey_from_yaml(text: str, file: str = "<journey>") -> Journey:
+def journey_from_yaml(
+    text: str, file: str = "<journey>", environ: Mapping[str, str] | None = None
+) -> Journey:
     """Parse journey YAML text; raises JourneyError listing every problem."""
-    journey, problems = check_yaml(text, file)
+    journey, problems = check_yaml(text, file, environ)
     if journey is None:
         raise JourneyError(problems)
     return journey
 
 
-def load_journey(path: str | os.PathLike[str]) -> Journey:
+def load_journey(
+    path: str | os.PathLike[str], environ: Mapping[str, str] | None = None
+) -> Journey:
     path = Path(path)
-    return journey_from_yaml(path.read_text(encoding="utf-8"), str(path))
+    return journey_from_yaml(path.read_text(encoding="utf-8"), str(path), environ)
 
 
-def load_journeys(directory: str | os.PathLike[str]) -> list[Journey]:
+def load_journeys(
+    directory: str | os.PathLike[str], environ: Mapping[str, str] | None = None
+) -> list[Journey]:
     """Every journey file (*.yaml, *.yml) directly in `directory`, sorted by file name.
 
     Raises JourneyError listing the problems of all files, so one run shows everything to fix.
     """
-    journeys, problems = _check_directory(Path(directory))
+    journeys, problems = _check_directory(Path(directory), environ)
     if problems:
         raise JourneyError(problems)
     return journeys
@@ -76,22 +89,26 @@ def load_template(template_id: str) -> Journey:
     return journey
 
 
-def _check_file(path: Path) -> tuple[Journey | None, list[Problem]]:
+def _check_file(
+    path: Path, environ: Mapping[str, str] | None = None
+) -> tuple[Journey | None, list[Problem]]:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         return None, [Problem(str(path), 0, "(file)", f"cannot be read: {e}")]
-    return check_yaml(text, str(path))
+    return check_yaml(text, str(path), environ)
 
 
-def _check_directory(directory: Path) -> tuple[list[Journey], list[Problem]]:
+def _check_directory(
+    directory: Path, environ: Mapping[str, str] | None = None
+) -> tuple[list[Journey], list[Problem]]:
     if not directory.is_dir():
         return [], [Problem(str(directory), 0, "(path)", "there is no such directory")]
     journeys: list[Journey] = []
     problems: list[Problem] = []
     first_file: dict[str, str] = {}
     for path in sorted(p for p in directory.iterdir() if p.suffix in JOURNEY_SUFFIXES):
-        journey, found = _check_file(path)
+        journey, found = _check_file(path, environ)
         problems.extend(found)
         if journey is None:
             continue

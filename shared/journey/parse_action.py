@@ -18,6 +18,10 @@ from shared.journey.reader import Reader
 from shared.journey.yaml_source import Node
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# `${NAME}` or `${NAME:-default}` in a webhook url, as in a shell: the value of the environment
+# variable NAME (the default when it is unset or empty). One journey file then serves every
+# deployment: the example journeys reach `polku dev`'s sink wherever POLKU_DEV_SINK_PORT puts it.
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
 # The actions worker sets these itself (Standard Webhooks signing and the JSON body).
 RESERVED_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature", "content-type")
@@ -108,14 +112,7 @@ def _webhook(reader: Reader, node: Node, field: str) -> WebhookTarget | None:
     if values is None:
         return None
     ok = True
-    url = reader.text(values["url"], f"{field}.url", "the webhook url") if "url" in values else None
-    if url is not None and not _valid_url(url):
-        reader.problem(
-            values["url"],
-            f"{field}.url",
-            f"'{url}' is not a web address; write it like https://crm.example.com/hooks/polku",
-        )
-        ok = False
+    url = _url(reader, values["url"], f"{field}.url") if "url" in values else None
     secret_env = secret_file = None
     if ("secret_env" in values) == ("secret_file" in values):
         reader.problem(
@@ -143,6 +140,45 @@ def _webhook(reader: Reader, node: Node, field: str) -> WebhookTarget | None:
     if (secret_env or secret_file) is None:
         return None
     return WebhookTarget(url, secret_env, secret_file, headers, fields or None)
+
+
+def _url(reader: Reader, node: Node, field: str) -> str | None:
+    """The webhook url with its `${NAME}` references filled in from the environment.
+
+    Problems quote the url as written, never its filled-in form: a variable may hold a token.
+    """
+    template = reader.text(node, field, "the webhook url")
+    if template is None:
+        return None
+    if "${" in _ENV_REFERENCE.sub("", template):
+        reader.problem(node, field, f"'{template}' has a '${{' that does not name an environment "
+                       "variable; write ${NAME} or ${NAME:-default}, e.g. "
+                       "${POLKU_CRM_URL:-https://crm.example.com}/hooks/polku")
+        return None
+    unset: list[str] = []
+
+    def value(reference: re.Match[str]) -> str:
+        name, default = reference.group(1), reference.group(2)
+        found = reader.environ.get(name)
+        if found:
+            return found
+        if default is None:
+            unset.append(name)
+            return ""
+        return default
+
+    url = _ENV_REFERENCE.sub(value, template)
+    if unset:
+        names = ", ".join(dict.fromkeys(unset))
+        reader.problem(node, field, f"the webhook url needs the environment variable {names}, "
+                       f"which is not set; set it or give a default: ${{{unset[0]}:-https://...}}")
+        return None
+    if not _valid_url(url):
+        filled = " once its environment variables are filled in" if url != template else ""
+        reader.problem(node, field, f"'{template}' is not a web address{filled}; write it like "
+                       "https://crm.example.com/hooks/polku")
+        return None
+    return url
 
 
 def _valid_url(url: str) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -19,8 +19,10 @@ IDENTIFIER_HINT = "use lowercase letters, digits, '-' and '_' (e.g. demo-request
 class Reader:
     """Collects problems while a journey is read; every check returns None when it fails."""
 
-    def __init__(self) -> None:
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         self.problems: list[Problem] = []
+        # What `${NAME}` in a webhook url reads; the loader passes the process environment.
+        self.environ: Mapping[str, str] = environ if environ is not None else {}
 
     def problem(self, node: Node, field: str, message: str, line: int | None = None) -> None:
         self.problems.append(Problem(node.file, line or node.line, field, message))

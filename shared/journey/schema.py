@@ -165,7 +165,7 @@ def _definitions() -> dict[str, Any]:
             "required": ["url"],
             "oneOf": [{"required": ["secret_env"]}, {"required": ["secret_file"]}],
             "properties": {
-                "url": {"type": "string", "pattern": "^https?://"},
+                "url": {"type": "string", "pattern": "^(https?://|\\$\\{)"},
                 "secret_env": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
                 "secret_file": {"type": "string"},
                 "headers": {

@@ -50,7 +50,7 @@ actions:
   - on: {{rule: engaged-after-3-pages}}
     webhooks:
       - {{url: "{receiver.url('/hooks/marketing')}", secret_env: {SECRET_ENV},
-         fields: [contact, to, traits.email]}}
+         fields: [contact, to, traits.email, first_touch]}}
   - on: {{stage_entered: customer}}
     webhooks:
       - {{url: "{receiver.url('/hooks/onboarding')}", secret_env: {SECRET_ENV}}}
@@ -86,6 +86,8 @@ async def test_a_contacts_stage_changes_reach_the_endpoints_that_asked_for_them(
     marketing = received["/hooks/marketing"].verified()
     assert marketing["contact"] == contact and marketing["type"] == "contact.stage_changed"
     assert marketing["traits"] == {"email": "alice@example.com"}
+    assert marketing["first_touch"] == {"channel": "direct", "at": T0.isoformat()}
+    assert "last_touch" not in marketing  # not among the fields it selects
     assert marketing["to"] == {"id": "engaged", "labels": {"fi": "Kiinnostunut",
                                                            "en": "Engaged"}}
     onboarding = received["/hooks/onboarding"].verified()
@@ -94,3 +96,5 @@ async def test_a_contacts_stage_changes_reach_the_endpoints_that_asked_for_them(
                                    "event": "Order Completed"}
     assert onboarding["journey"] == {"id": "trial", "version": 1}
     assert onboarding["rule_id"] == "purchase"
+    assert onboarding["last_touch"] == {"channel": "direct",
+                                        "at": (T0 + timedelta(days=1)).isoformat()}

@@ -130,3 +130,42 @@ def test_invalid_actions_are_reported(on: str, webhooks: str, fragment: str) -> 
     _, problems = check_yaml(FUNNEL + action, "a.yaml")
     assert any(fragment in p.message for p in problems), problems
     assert all(p.line > 30 for p in problems)
+
+
+def webhook_url(url: str, environ: dict[str, str]) -> tuple[str | None, list[str]]:
+    """The url a webhook ends up with when the journey is read in `environ`, and the problems."""
+    action = (f"actions:\n  - on: {{stage_entered: customer}}\n"
+              f"    webhooks: [{{url: '{url}', secret_env: S}}]\n")
+    found, problems = check_yaml(FUNNEL + action, "a.yaml", environ)
+    target = found.actions[0].webhooks[0].url if found is not None else None
+    return target, [p.message for p in problems]
+
+
+def test_a_webhook_url_takes_environment_variables_with_a_default() -> None:
+    url = "${POLKU_DEV_SINK_URL:-http://127.0.0.1:8099}/hooks/sales"
+    assert webhook_url(url, {}) == ("http://127.0.0.1:8099/hooks/sales", [])
+    assert webhook_url(url, {"POLKU_DEV_SINK_URL": ""}) == ("http://127.0.0.1:8099/hooks/sales", [])
+    assert webhook_url(url, {"POLKU_DEV_SINK_URL": "http://127.0.0.1:43123"}) == (
+        "http://127.0.0.1:43123/hooks/sales", [])
+    assert webhook_url("https://crm.example.com/h?key=${CRM_KEY}", {"CRM_KEY": "k1"}) == (
+        "https://crm.example.com/h?key=k1", [])
+
+
+def test_a_webhook_url_naming_an_unset_variable_is_refused_with_its_name() -> None:
+    url, problems = webhook_url("${CRM_URL}/hooks/polku", {"OTHER": "x"})
+    assert url is None
+    assert len(problems) == 1 and "environment variable CRM_URL" in problems[0]
+
+
+@pytest.mark.parametrize("url", ["${CRM URL}/hooks", "http://a.example/${CRM_URL", "$${}/x"])
+def test_a_malformed_variable_reference_in_a_webhook_url_is_refused(url: str) -> None:
+    found, problems = webhook_url(url, {"CRM_URL": "http://a.example"})
+    assert found is None
+    assert any("write ${NAME} or ${NAME:-default}" in p for p in problems), problems
+
+
+def test_a_problem_with_a_filled_in_url_never_shows_the_variable_value() -> None:
+    found, problems = webhook_url("${CRM_URL}/hooks", {"CRM_URL": "ftp://host/?token=s3cr3t"})
+    assert found is None
+    assert len(problems) == 1 and "once its environment variables are filled in" in problems[0]
+    assert "s3cr3t" not in problems[0]

@@ -209,6 +209,16 @@ def test_the_shipped_example_journeys_validate() -> None:
     assert {"b2b-cto", "webshop-buying", "saas-onboarding"} <= ids
 
 
+def test_the_shipped_example_journeys_send_to_the_dev_sink_url_or_port_8099() -> None:
+    # Valid without POLKU_DEV_SINK_URL (the distributed mode); `polku dev` sets it to its sink.
+    urls = {t.url for j in load_journeys(REPO / "journeys", {}) for a in j.actions
+            for t in a.webhooks}
+    assert urls and all(u.startswith("http://127.0.0.1:8099/hooks/") for u in urls)
+    moved = {t.url for j in load_journeys(REPO / "journeys", {"POLKU_DEV_SINK_URL": "http://[::1]:9"})
+             for a in j.actions for t in a.webhooks}
+    assert moved and all(u.startswith("http://[::1]:9/hooks/") for u in moved)
+
+
 def test_the_json_schema_accepts_every_shipped_journey_and_template() -> None:
     jsonschema_rs = pytest.importorskip("jsonschema_rs")
     import yaml

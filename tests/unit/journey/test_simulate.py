@@ -105,3 +105,44 @@ def test_cli_simulate_prints_each_contacts_path(tmp_path: Path) -> None:
         app, ["simulate", "--journey", str(journey_file), "--events", str(events), "--json"]
     )
     assert json.loads(as_json.stdout.splitlines()[0])["to"] == "customer"
+
+
+def simulate_cli(journey: Path, events: Path) -> tuple[int, str]:
+    result = runner.invoke(app, ["simulate", "--journey", str(journey), "--events", str(events)])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result.exit_code, result.output
+
+
+@pytest.mark.parametrize("which", ["--journey", "--events"])
+@pytest.mark.parametrize("given", ["a directory", "a missing file", "not UTF-8"])
+def test_cli_simulate_names_an_unusable_path_instead_of_a_traceback(
+    tmp_path: Path, which: str, given: str
+) -> None:
+    paths = {"--journey": tmp_path / "funnel.yaml", "--events": tmp_path / "events.jsonl"}
+    paths["--journey"].write_text(FUNNEL)
+    paths["--events"].write_text(json.dumps(message("track", event="Order Completed")))
+    bad = tmp_path / "bad"
+    if given == "a directory":
+        bad.mkdir()
+    elif given == "not UTF-8":
+        bad.write_bytes(b"\xff\xfe\x00binary")
+    paths[which] = bad
+
+    exit_code, output = simulate_cli(paths["--journey"], paths["--events"])
+
+    assert exit_code == 2, output
+    assert which in output and "bad" in output
+    assert "Traceback" not in output
+
+
+def test_cli_simulate_with_no_valid_touchpoint_fails_and_says_so(tmp_path: Path) -> None:
+    journey_file = tmp_path / "funnel.yaml"
+    journey_file.write_text(FUNNEL)
+    events = tmp_path / "events.jsonl"
+    events.write_text("{not json\n" + json.dumps({"v": 1, "type": "track"}) + "\n")
+
+    exit_code, output = simulate_cli(journey_file, events)
+
+    assert exit_code == 1, output
+    assert "events.jsonl:1: not JSON" in output
+    assert "no valid touchpoint to simulate" in output

@@ -1,0 +1,85 @@
+"""The transition record carries the contact's first and last touch, so a webhook that selects
+`fields: [first_touch]` (the shipped b2b-cto journey's sales hand-off) receives it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from services.actions.deliveries import TransitionRecord, plan
+from services.stager.processing import transition_message
+from shared.journey import (
+    ContactState,
+    Journey,
+    Touchpoint,
+    Transition,
+    advance,
+    load_journey,
+)
+from tests.unit.journey.messages import at, message
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def b2b_cto() -> Journey:
+    return load_journey(ROOT / "journeys" / "b2b-cto.yaml", environ={})
+
+
+def walk(journey: Journey, touchpoints: list[Touchpoint]
+         ) -> tuple[ContactState, list[Transition]]:
+    state: ContactState | None = None
+    transitions: list[Transition] = []
+    for touchpoint in touchpoints:
+        step = advance(state, touchpoint, journey)
+        state = step.state
+        transitions.extend(step.transitions)
+    assert state is not None
+    return state, transitions
+
+
+def cto_asks_for_a_demo() -> list[Touchpoint]:
+    return [
+        Touchpoint.from_message(message(
+            "page", name="Pricing", when=at(0), traits={"persona": "cto", "email": "m@example.com"},
+            context={"campaign": {"medium": "cpc", "source": "google"}})),
+        Touchpoint.from_message(message(
+            "identify", when=at(1), traits={"persona": "cto", "email": "m@example.com"})),
+        Touchpoint.from_message(message(
+            "track", event="Demo Requested", when=at(2),
+            context={"page": {"referrer": "https://www.linkedin.com/feed/"}})),
+    ]
+
+
+def test_transition_record_carries_first_and_last_touch() -> None:
+    journey = b2b_cto()
+    state, transitions = walk(journey, cto_asks_for_a_demo())
+    handoff = next(t for t in transitions if t.to_stage == "selection")
+
+    record = transition_message(handoff, journey, state, "Demo Requested")
+
+    assert record["first_touch"] == {"channel": "paid_search", "at": at(0).isoformat()}
+    assert record["last_touch"] == {"channel": "social", "at": at(2).isoformat()}
+
+
+def test_sales_handoff_webhook_with_fields_first_touch_receives_the_first_touch_channel() -> None:
+    journey = b2b_cto()
+    state, transitions = walk(journey, cto_asks_for_a_demo())
+    handoff = next(t for t in transitions if t.to_stage == "selection")
+    record = TransitionRecord(transition_message(handoff, journey, state, "Demo Requested"),
+                              handoff)
+
+    [delivery] = [d for d in plan(record, {journey.id: journey})
+                  if d.url.endswith("/hooks/sales-handoff")]
+    body = json.loads(delivery.payload)
+
+    assert body["first_touch"]["channel"] == "paid_search"
+    assert "last_touch" not in body  # not selected by the journey's `fields`
+
+
+def test_without_a_contact_state_the_record_has_no_touches_rather_than_failing() -> None:
+    journey = b2b_cto()
+    _, transitions = walk(journey, cto_asks_for_a_demo())
+
+    record = transition_message(transitions[-1], journey, None, None)
+
+    assert record["first_touch"] is None and record["last_touch"] is None
