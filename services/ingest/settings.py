@@ -14,6 +14,9 @@ class IngestSettings(BaseSettings):
     max_event_bytes: int = 32 * 1024
     max_batch_bytes: int = 500 * 1024
     max_batch_events: int = 2500
+    # An event time (after the sentAt clock correction) further than this past receivedAt is
+    # replaced by receivedAt and flagged in the message (`timestampAdjusted`, docs/ingest.md).
+    max_future_skew_s: float = 3600.0
     # How long a request may wait for Kafka to acknowledge its events before it answers 503.
     produce_timeout_s: float = 5.0
     # Retry-After sent with a 503 (broker or database unreachable).
