@@ -101,7 +101,8 @@ def attach(app: FastAPI, engine: AsyncEngine, publisher: Publisher, settings: In
     app.state.read_token = settings.read_token
     app.state.intake = Intake(
         settings,
-        SourceDirectory(engine, settings.key_cache_ttl_s, settings.key_lookup_timeout_s),
+        SourceDirectory(engine, settings.key_cache_ttl_s, settings.key_lookup_timeout_s,
+                        lookups_per_s=settings.key_lookups_per_s),
         publisher,
     )
 

@@ -23,6 +23,9 @@ class IngestSettings(BaseSettings):
     retry_after_s: int = 5
     # Write-key lookups are cached this long, so a revoke takes effect within this time.
     key_cache_ttl_s: float = 5.0
+    # Database lookups per second (per process) of write keys not known to be valid; beyond it
+    # such keys are answered 429. Re-checking a known key is not counted (see sources.py).
+    key_lookups_per_s: float = 50.0
     # Allocations between young-generation collections (CPython's default: 700); shared/runtime.py
     gc_young_threshold: int = 20_000
     # A key lookup in PostgreSQL that takes longer than this answers 503 instead of hanging.
