@@ -1,15 +1,19 @@
-"""Kafka plumbing shared by the services: topic creation, producers, a readiness probe."""
+"""Kafka plumbing shared by the services: topic creation, producers, readiness probes."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.client import AIOKafkaClient
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 from aiokafka.partitioner import DefaultPartitioner
 
 from shared.settings import KafkaSettings
@@ -20,25 +24,119 @@ from shared.streams import OutRecord
 _PARTITIONER = DefaultPartitioner()
 
 
-async def ensure_topics(settings: KafkaSettings, names: Iterable[str]) -> None:
-    """Create the topics if missing, with the configured partition count."""
+log = logging.getLogger("polku.kafka")
+
+MIN_INSYNC_REPLICAS = "min.insync.replicas"
+
+
+class TopicsNotCreated(Exception):
+    """The broker refused to create a topic (e.g. more replicas asked than it has brokers)."""
+
+
+@asynccontextmanager
+async def _admin(settings: KafkaSettings) -> AsyncIterator[AIOKafkaAdminClient]:
     admin = AIOKafkaAdminClient(
         bootstrap_servers=settings.bootstrap_servers,
         request_timeout_ms=int(settings.request_timeout_s * 1000),
     )
     await admin.start()
     try:
-        existing = set(await admin.list_topics())
-        missing = [n for n in names if n not in existing]
-        if missing:
-            try:
-                await admin.create_topics(
-                    [NewTopic(n, settings.partitions, replication_factor=1) for n in missing]
-                )
-            except TopicAlreadyExistsError:
-                pass  # another process won the race; the topic is there either way
+        yield admin
     finally:
         await admin.close()
+
+
+async def ensure_topics(settings: KafkaSettings, names: Iterable[str]) -> None:
+    """Create the topics if missing, with the configured partitions, replication factor and
+    min.insync.replicas. Existing topics are left as they are (topic_durability_problems
+    reports those below the settings). Raises TopicsNotCreated with the broker's reason."""
+    async with _admin(settings) as admin:
+        existing = set(await admin.list_topics())
+        missing = [n for n in names if n not in existing]
+        if not missing:
+            return
+        response = await admin.create_topics([
+            NewTopic(n, settings.partitions, replication_factor=settings.replication_factor,
+                     topic_configs={MIN_INSYNC_REPLICAS: str(settings.min_insync_replicas)})
+            for n in missing
+        ])
+    refusals = []
+    for outcome in response.to_object()["topic_errors"]:
+        error = for_code(outcome["error_code"])
+        # Already there: another process won the race; the topic exists either way.
+        if outcome["error_code"] and error is not TopicAlreadyExistsError:
+            refusals.append(f"{outcome['topic']}: {outcome.get('error_message') or error.__name__}")
+    if refusals:
+        raise TopicsNotCreated("; ".join(refusals))
+
+
+async def topic_durability_problems(settings: KafkaSettings, names: Sequence[str]) -> list[str]:
+    """What makes each topic less durable than the settings ask: missing, fewer replicas than
+    POLKU_KAFKA_REPLICATION_FACTOR, or a lower min.insync.replicas. [] when all are fine."""
+    async with _admin(settings) as admin:
+        # Metadata of every topic, not of `names`: asking about a missing topic by name would
+        # have a broker with auto.create.topics.enable create it, with the broker's defaults.
+        described = {t["topic"]: t for t in await admin.describe_topics()}
+        present = [n for n in names if n in described]
+        configs = await admin.describe_configs([
+            ConfigResource(ConfigResourceType.TOPIC, n, {MIN_INSYNC_REPLICAS: None})
+            for n in present
+        ]) if present else []
+    min_isr: dict[str, int] = {}
+    for response in configs:
+        for resource in response.to_object()["resources"]:
+            for entry in resource["config_entries"]:
+                if entry["config_names"] == MIN_INSYNC_REPLICAS:
+                    min_isr[resource["resource_name"]] = int(entry["config_value"])
+    problems = []
+    for name in names:
+        topic = described.get(name)
+        if topic is None or topic["error_code"]:
+            problems.append(f"{name} does not exist")
+            continue
+        replicas = min((len(p["replicas"]) for p in topic["partitions"]), default=0)
+        if replicas < settings.replication_factor:
+            problems.append(f"{name} has replication factor {replicas}; the settings ask "
+                            f"{settings.replication_factor}")
+        isr = min_isr.get(name, 0)
+        if isr < settings.min_insync_replicas:
+            problems.append(f"{name} has min.insync.replicas {isr}; the settings ask "
+                            f"{settings.min_insync_replicas}")
+    return problems
+
+
+class TopicDurability:
+    """A readiness check: are the topics as durable as the settings ask?
+
+    The answer is cached for `ttl_s` (a probe every few seconds must not cost admin requests
+    each time, and replication changes rarely); a failed look is retried sooner.
+    """
+
+    def __init__(self, settings: KafkaSettings, names: Sequence[str], ttl_s: float = 30.0,
+                 retry_s: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._settings = settings
+        self._names = list(names)
+        self._ttl_s = ttl_s
+        self._retry_s = retry_s
+        self._clock = clock
+        self._ok = False
+        self._until = 0.0
+        self.problems: list[str] = ["not checked yet"]
+
+    async def __call__(self) -> bool:
+        if self._clock() < self._until:
+            return self._ok
+        try:
+            problems = await topic_durability_problems(self._settings, self._names)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            self._ok, self._until = False, self._clock() + self._retry_s
+            self.problems = [f"cannot describe the topics ({type(exc).__name__})"]
+            return False
+        if problems and problems != self.problems:
+            log.error("Kafka topics are less durable than configured: %s", "; ".join(problems))
+        self.problems = problems
+        self._ok, self._until = not problems, self._clock() + self._ttl_s
+        return self._ok
 
 
 def durable_producer(settings: KafkaSettings, **overrides: Any) -> AIOKafkaProducer:

@@ -1,13 +1,18 @@
-"""Operational HTTP endpoints every service exposes: /healthz, /readyz and /metrics."""
+"""What every service's HTTP app has: /healthz, /readyz and /metrics, and the answer to a path
+or method it does not serve, in the documented error shape (docs/ingest.md) rather than
+FastAPI's `{"detail": ...}`."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
+from http import HTTPStatus
 
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
 
@@ -21,8 +26,32 @@ async def _probe(check: ReadinessCheck) -> bool:
         return False
 
 
+async def _unrouted(request: Request, exc: Exception) -> Response:
+    """A path no route serves (404) or a method its route does not take (405), as a `Problem`.
+
+    Only the router's own answers, which carry nothing but the status phrase: a route that
+    raises HTTPException with a message of its own keeps FastAPI's answer.
+    """
+    assert isinstance(exc, StarletteHTTPException)
+    status = exc.status_code
+    if status not in (404, 405) or exc.detail != HTTPStatus(status).phrase:
+        return await http_exception_handler(request, exc)
+    path = request.url.path
+    if status == 404:
+        code, field, problem = "not_found", "path", f"{path} is not an endpoint of this service"
+    else:
+        allowed = (exc.headers or {}).get("Allow", "")
+        code, field = "method_not_allowed", "method"
+        problem = f"{request.method} is not allowed on {path}; use {allowed or 'another method'}"
+    return JSONResponse({"success": False, "code": code, "field": field,
+                         "message": f"{field}: {problem}"},
+                        status_code=status, headers=exc.headers)
+
+
 def add_ops_routes(app: FastAPI, checks: Mapping[str, ReadinessCheck]) -> None:
-    """Mount the ops endpoints; `checks` name the dependencies /readyz must reach."""
+    """Mount the ops endpoints and the 404/405 answer; `checks` name the dependencies /readyz
+    must reach."""
+    app.add_exception_handler(StarletteHTTPException, _unrouted)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

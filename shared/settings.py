@@ -20,6 +20,11 @@ class KafkaSettings(BaseSettings):
     transitions_topic: str = "polku.transitions"
     dead_letter_topic: str = "polku.dead-letters"
     partitions: int = 6
+    # Topics Polku creates: copies of each partition, and how many must have a write before it
+    # is acknowledged (acks=all). 1/1 suits the local single broker; in a real cluster use 3/2,
+    # so one broker may fail without losing or refusing acknowledged events.
+    replication_factor: int = 1
+    min_insync_replicas: int = 1
     request_timeout_s: float = 10.0
 
     @property

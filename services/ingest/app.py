@@ -27,7 +27,13 @@ from shared.db.engine import database_reachable, make_engine
 from shared.journey.errors import JourneyError
 from shared.journey.journey import Journey
 from shared.journey.loader import load_journeys
-from shared.kafka import broker_reachable, durable_producer, ensure_topics
+from shared.kafka import (
+    TopicDurability,
+    TopicsNotCreated,
+    broker_reachable,
+    durable_producer,
+    ensure_topics,
+)
 from shared.ops import add_ops_routes
 from shared.runtime import collect_less_often
 from shared.settings import DatabaseSettings, KafkaSettings, ServiceSettings
@@ -51,13 +57,17 @@ def create_app(
     database = database or DatabaseSettings()
     settings = settings or IngestSettings()
     journeys = read_journeys(journeys_dir or ServiceSettings().journeys_dir)
+    # Built here rather than in the lifespan, so /readyz can ask it whether it can produce.
+    publisher = KafkaPublisher(kafka.touchpoints_topic, settings.produce_timeout_s)
+
+    async def producer_ready() -> bool:
+        return publisher.ready()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             engine = make_engine(database)
             stack.push_async_callback(engine.dispose)
-            publisher = KafkaPublisher(kafka.touchpoints_topic, settings.produce_timeout_s)
             connecting = asyncio.create_task(connect(publisher, kafka))
             # Closed first on the way out: stop() flushes what is in flight.
             stack.push_async_callback(disconnect, publisher, connecting)
@@ -77,6 +87,8 @@ def create_app(
         app,
         {
             "kafka": lambda: broker_reachable(kafka),
+            "producer": producer_ready,
+            "topics": TopicDurability(kafka, [kafka.touchpoints_topic]),
             "database": lambda: database_reachable(app.state.engine),
         },
     )
@@ -101,18 +113,30 @@ def attach(app: FastAPI, engine: AsyncEngine, publisher: Publisher, settings: In
     app.state.read_token = settings.read_token
     app.state.intake = Intake(
         settings,
-        SourceDirectory(engine, settings.key_cache_ttl_s, settings.key_lookup_timeout_s),
+        SourceDirectory(engine, settings.key_cache_ttl_s, settings.key_lookup_timeout_s,
+                        lookups_per_s=settings.key_lookups_per_s),
         publisher,
     )
 
 
 async def connect(publisher: KafkaPublisher, kafka: KafkaSettings, retry_s: float = 1.0) -> None:
-    """Create the topic (with the configured partitions), then start the producer; the broker
-    may be down when ingest starts, so both are retried until it answers."""
+    """Create the topic (with the configured partitions and replication), then start the
+    producer; the broker may be down when ingest starts, so both are retried until it answers.
+    A topic the broker refuses to create is said once (and /readyz says not ready), then
+    retried quietly: the producer must not start, or the broker would auto-create the topic
+    with its own defaults."""
+    refused = ""
     while True:
         try:
             await ensure_topics(kafka, [kafka.touchpoints_topic])
             break
+        except TopicsNotCreated as exc:
+            if str(exc) != refused:
+                log.error("Kafka refused to create the touchpoints topic (%s); check "
+                          "POLKU_KAFKA_REPLICATION_FACTOR and POLKU_KAFKA_MIN_INSYNC_REPLICAS "
+                          "against the cluster; retrying", exc)
+                refused = str(exc)
+            await asyncio.sleep(max(retry_s, 10.0))
         except Exception as exc:  # any client error: the broker is not there yet
             log.warning("cannot create Kafka topics yet (%s); retrying", type(exc).__name__)
             await asyncio.sleep(retry_s)
@@ -123,8 +147,7 @@ async def disconnect(publisher: KafkaPublisher, connecting: asyncio.Task[None]) 
     connecting.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await connecting
-    if publisher.producer is not None:
-        await publisher.producer.stop()
+    await publisher.stop()
 
 
 def read_journeys(directory: Path) -> list[Journey]:

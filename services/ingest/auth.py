@@ -6,8 +6,8 @@ import base64
 import binascii
 from typing import Any
 
-from services.ingest.errors import Unauthorized, Unavailable
-from services.ingest.sources import Source, SourceLookup, SourcesUnavailable
+from services.ingest.errors import RateLimited, Unauthorized, Unavailable
+from services.ingest.sources import LookupsExhausted, Source, SourceLookup, SourcesUnavailable
 
 
 def key_from_header(authorization: str | None) -> str | None:
@@ -51,6 +51,10 @@ async def authenticate(
         raise Unavailable(field, "write keys cannot be checked right now (database "
                           "unavailable); retry later", retry_after_s=retry_after_s,
                           events=events) from None
+    except LookupsExhausted:
+        # Not 401: the key may be valid and new; the SDKs retry a 429 (and drop a 401).
+        raise RateLimited(field, "too many unknown write keys are being tried; retry in a "
+                          "second", retry_after_s=1, events=events) from None
     if source is None:
         raise Unauthorized(field, "unknown or revoked write key", events=events)
     return source

@@ -9,6 +9,7 @@ import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from services.ingest import metrics
@@ -58,7 +59,8 @@ class Intake:
         only a batch with no valid item at all is refused.
         """
         self._admit(source, len(calls))
-        arrival = Arrival.now(source.id, self.settings.max_event_bytes)
+        arrival = Arrival.now(source.id, self.settings.max_event_bytes,
+                              timedelta(seconds=self.settings.max_future_skew_s))
         records: list[Record] = []
         rejections: list[Rejection] = []
         for index, call in enumerate(calls):

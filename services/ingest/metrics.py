@@ -24,6 +24,12 @@ PRODUCE_SECONDS = Histogram(
     "Time from handing a request's events to the producer to Kafka acknowledging all of them",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+KEY_LOOKUPS = Counter(
+    "polku_ingest_key_lookups_total",
+    "Write-key lookups, by outcome: found, unknown, failed (database), refused (over the budget "
+    "for keys not known to be valid; no query sent)",
+    ["outcome"],
+)
 BATCH_EVENTS = Histogram(
     "polku_ingest_batch_events", "Events per /v1/batch request",
     buckets=(1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500),

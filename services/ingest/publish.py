@@ -4,18 +4,35 @@ The producer is idempotent with acks=all (shared.kafka.durable_producer), so an 
 record is on every in-sync replica: that is what lets a 2xx mean "durable". All of a request's
 records are handed to the producer first and their acknowledgements awaited together, so one
 request costs one round of produce requests, not one per event.
+
+An idempotent producer can be finished for good while the broker is fine: aiokafka 0.14 never
+resets a partition's sequence numbers, so once a batch that took sequence numbers is failed
+unsent (it expires while no leader is known, as around a broker restart) every later batch of
+that partition is refused with OutOfOrderSequenceNumber; an unknown or fenced producer id, a
+closed producer or a dead sender task are just as final. Such a producer is replaced by a new
+one (a new producer id, sequences from zero), once however many requests notice, and the
+requests retry their unacknowledged records on it within their deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    IllegalStateError,
+    InvalidProducerEpoch,
+    KafkaError,
+    OutOfOrderSequenceNumber,
+    ProducerClosed,
+    ProducerFenced,
+    UnknownProducerId,
+)
 from aiokafka.partitioner import murmur2
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -35,6 +52,19 @@ class Publisher(Protocol):
 
 class NotAcknowledged(Exception):
     """The log did not acknowledge every record before the deadline (or refused them)."""
+
+
+# What a producer never recovers from (see the module docstring).
+FINISHED_PRODUCER_ERRORS = (OutOfOrderSequenceNumber, UnknownProducerId, ProducerFenced,
+                            InvalidProducerEpoch, ProducerClosed, IllegalStateError)
+
+
+def can_produce(producer: AIOKafkaProducer) -> bool:
+    """False once the producer's sender task has ended: with it gone nothing is ever sent
+    again and every send raises the error that ended it. (aiokafka exposes no public state.)"""
+    sender = getattr(producer, "_sender", None)
+    task = getattr(sender, "sender_task", None)
+    return task is not None and not task.done()
 
 
 def _consume_outcome(future: asyncio.Future[object]) -> None:
@@ -74,71 +104,170 @@ class KafkaPublisher:
 
     dependency = "kafka"
 
-    def __init__(self, topic: str, deadline_s: float) -> None:
+    def __init__(self, topic: str, deadline_s: float, retry_s: float = 1.0) -> None:
         self.producer: AIOKafkaProducer | None = None
         self._topic = topic
         self._deadline_s = deadline_s
+        self._retry_s = retry_s
         self._hash = ContactHashes()
+        self._start: Callable[[], AIOKafkaProducer] | None = None
+        self._finished: AIOKafkaProducer | None = None  # known finished, being replaced
+        self._replacing: asyncio.Task[None] | None = None
+        self._retiring: set[asyncio.Task[None]] = set()
 
     async def connect(self, start: Callable[[], AIOKafkaProducer], retry_s: float = 1.0) -> None:
         """Start a producer from `start()`, again every `retry_s` until the broker answers."""
-        while self.producer is None:
-            producer = start()
+        self._start = start
+        self._retry_s = retry_s
+        self.producer = await self._started()
+
+    async def _started(self) -> AIOKafkaProducer:
+        assert self._start is not None
+        while True:
+            producer = self._start()
             try:
                 await producer.start()
             except KafkaError as exc:
                 await producer.stop()
                 log.warning("Kafka is not reachable (%s); retrying in %g s",
-                            type(exc).__name__, retry_s)
-                await asyncio.sleep(retry_s)
+                            type(exc).__name__, self._retry_s)
+                await asyncio.sleep(self._retry_s)
             else:
-                self.producer = producer
+                return producer
+
+    def ready(self) -> bool:
+        """For /readyz: a started producer that can still produce."""
+        producer = self.producer
+        return producer is not None and producer is not self._finished and can_produce(producer)
+
+    async def stop(self) -> None:
+        """Stop the producer (flushing what is in flight) and any replacement under way."""
+        if self._replacing is not None:
+            self._replacing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._replacing
+        if self.producer is not None:
+            await self.producer.stop()
+        await asyncio.gather(*self._retiring, return_exceptions=True)
 
     async def publish(self, records: Sequence[Record]) -> None:
         if not records:
             return
-        if self.producer is None:
-            raise NotAcknowledged("Kafka has not been reachable since ingest started")
-        producer = self.producer
         started = time.perf_counter()
+        pending = list(records)
+        try:
+            async with asyncio.timeout(self._deadline_s):
+                while True:
+                    producer = self.producer
+                    if producer is None:
+                        raise NotAcknowledged("Kafka has not been reachable since ingest started")
+                    if producer is self._finished or not can_produce(producer):
+                        await self._replace(producer, "its sender has stopped")
+                        continue
+                    try:
+                        await self._send(producer, pending)
+                        break
+                    except _ProducerFinished as finished:
+                        pending = finished.unacknowledged
+                        await self._replace(producer, finished.reason)
+        except TimeoutError:
+            raise NotAcknowledged(
+                f"Kafka did not acknowledge the events within {self._deadline_s:g} s"
+            ) from None
+        except KafkaError as exc:
+            raise NotAcknowledged(f"Kafka refused the events ({type(exc).__name__})") from exc
+        metrics.PRODUCE_SECONDS.observe(time.perf_counter() - started)
+
+    async def _send(self, producer: AIOKafkaProducer, records: list[Record]) -> None:
+        """Hand `records` to `producer` and return once all are acknowledged.
+
+        When the producer turns out to be finished, raises _ProducerFinished with the records it
+        did not acknowledge (after waiting, within the deadline, for the outcome of those in
+        flight, so that only the ones really refused are sent again); any other Kafka error is
+        raised as it is.
+        """
         send = producer.send
         topic = self._topic
         futures: list[asyncio.Future[object]] = []
         acknowledged = 0
         try:
-            async with asyncio.timeout(self._deadline_s):
-                # send() only waits when it has no metadata or the partition's buffer is full,
-                # which is what happens while the broker is away: the deadline bounds that too.
-                # Cancelling a send() that is still waiting withdraws its record.
-                partitions = sorted(await producer.partitions_for(topic))
-                count = len(partitions)
-                if not count:
-                    raise NotAcknowledged(f"Kafka reports no partitions for {topic!r}")
-                contact_hash = self._hash
-                for key, value, _ in records:
-                    partition = partitions[contact_hash(key) % count]
-                    futures.append(await send(topic, value, key=key, partition=partition))
-                # One by one rather than asyncio.wait(): the records of a produce request are
-                # acknowledged together, so this suspends about once per partition instead of
-                # scheduling a callback per record. Cancelling a record's future on timeout
-                # does not withdraw the record (aiokafka skips futures already done).
-                for future in futures:
-                    await future
-                    acknowledged += 1
-        except TimeoutError:
-            self._abandon(futures[acknowledged:])
-            raise NotAcknowledged(
-                f"Kafka did not acknowledge the events within {self._deadline_s:g} s"
-            ) from None
-        except KafkaError as exc:
-            self._abandon(futures[acknowledged:])
-            raise NotAcknowledged(f"Kafka refused the events ({type(exc).__name__})") from exc
-        metrics.PRODUCE_SECONDS.observe(time.perf_counter() - started)
+            # send() only waits when it has no metadata or the partition's buffer is full,
+            # which is what happens while the broker is away: the deadline bounds that too.
+            # Cancelling a send() that is still waiting withdraws its record.
+            partitions = sorted(await producer.partitions_for(topic))
+            count = len(partitions)
+            if not count:
+                raise NotAcknowledged(f"Kafka reports no partitions for {topic!r}")
+            contact_hash = self._hash
+            for key, value, _ in records:
+                partition = partitions[contact_hash(key) % count]
+                futures.append(await send(topic, value, key=key, partition=partition))
+            # One by one rather than asyncio.wait(): the records of a produce request are
+            # acknowledged together, so this suspends about once per partition instead of
+            # scheduling a callback per record. Cancelling a record's future on timeout
+            # does not withdraw the record (aiokafka skips futures already done).
+            for future in futures:
+                await future
+                acknowledged += 1
+        except FINISHED_PRODUCER_ERRORS as exc:
+            in_flight = [f for f in futures[acknowledged:] if not f.done()]
+            try:
+                if in_flight:
+                    await asyncio.wait(in_flight)
+            except BaseException:
+                _abandon(futures[acknowledged:])
+                raise
+            refused = [record for record, future in zip(records, futures, strict=False)
+                       if future.cancelled() or future.exception() is not None]
+            raise _ProducerFinished(type(exc).__name__,
+                                    refused + records[len(futures):]) from exc
+        except BaseException:  # the deadline, or Kafka refusing them otherwise
+            _abandon(futures[acknowledged:])
+            raise
 
-    @staticmethod
-    def _abandon(futures: Sequence[asyncio.Future[object]]) -> None:
-        for future in futures:
-            future.add_done_callback(_consume_outcome)
+    async def _replace(self, finished: AIOKafkaProducer, why: str) -> None:
+        """Swap `finished` for a new producer. However many requests call this for the same
+        producer, one replacement runs and they all wait for it (within their deadlines)."""
+        if self.producer is not finished:
+            return  # replaced already
+        if self._finished is not finished:
+            self._finished = finished
+            log.warning("the Kafka producer cannot produce any more (%s); starting a new one",
+                        why)
+        replacing = self._replacing
+        if replacing is None or replacing.done():  # none yet, or the last one failed
+            replacing = self._replacing = asyncio.create_task(self._swap(finished))
+        await asyncio.shield(replacing)
+
+    async def _swap(self, finished: AIOKafkaProducer) -> None:
+        producer = await self._started()
+        self.producer = producer
+        log.warning("a new Kafka producer has replaced the finished one")
+        retiring = asyncio.create_task(self._retire(finished))
+        self._retiring.add(retiring)
+        retiring.add_done_callback(self._retiring.discard)
+
+    async def _retire(self, finished: AIOKafkaProducer) -> None:
+        # Its remaining batches can only fail; do not let a dead connection hold the task.
+        try:
+            await asyncio.wait_for(finished.stop(), self._deadline_s)
+        except Exception as exc:
+            log.warning("the finished Kafka producer did not stop cleanly (%s)",
+                        type(exc).__name__)
+
+
+class _ProducerFinished(Exception):
+    """The producer can never produce again; these records were not acknowledged by it."""
+
+    def __init__(self, reason: str, unacknowledged: list[Record]) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.unacknowledged = unacknowledged
+
+
+def _abandon(futures: Sequence[asyncio.Future[object]]) -> None:
+    for future in futures:
+        future.add_done_callback(_consume_outcome)
 
 
 class LogPublisher:

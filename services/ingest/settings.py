@@ -18,12 +18,18 @@ class IngestSettings(BaseSettings):
     max_event_bytes: int = 32 * 1024
     max_batch_bytes: int = 500 * 1024
     max_batch_events: int = 2500
+    # An event time (after the sentAt clock correction) further than this past receivedAt is
+    # replaced by receivedAt and flagged in the message (`timestampAdjusted`, docs/ingest.md).
+    max_future_skew_s: float = 3600.0
     # How long a request may wait for Kafka to acknowledge its events before it answers 503.
     produce_timeout_s: float = 5.0
     # Retry-After sent with a 503 (broker or database unreachable).
     retry_after_s: int = 5
     # Write-key lookups are cached this long, so a revoke takes effect within this time.
     key_cache_ttl_s: float = 5.0
+    # Database lookups per second (per process) of write keys not known to be valid; beyond it
+    # such keys are answered 429. Re-checking a known key is not counted (see sources.py).
+    key_lookups_per_s: float = 50.0
     # Allocations between young-generation collections (CPython's default: 700); shared/runtime.py
     gc_young_threshold: int = 20_000
     # A key lookup in PostgreSQL that takes longer than this answers 503 instead of hanging.

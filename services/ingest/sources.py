@@ -4,6 +4,13 @@ Only a SHA-256 of each key is stored, with a short prefix to recognise it by; th
 shown once, when the source is created. Lookups are cached for a few seconds so authenticating a
 request does not cost a PostgreSQL round trip; a revoked key therefore keeps working for at most
 that TTL.
+
+A flood of random keys must not hurt the senders with valid ones, so the two are kept apart:
+valid keys live in a cache that unknown keys never evict (it holds at most one entry per
+source), unknown keys in a bounded one of their own; and looking up a key not known to be valid
+spends from a per-process budget (`POLKU_INGEST_KEY_LOOKUPS_PER_S`) that re-checking a known key
+does not. Beyond the budget the answer is 429, not 401: a brand-new valid key must not be told
+it is wrong (the SDKs drop what is refused with 401 and retry what is refused with 429).
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import logging
 import secrets
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,15 +31,17 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.ingest import metrics
+from services.ingest.ratelimit import RateLimiter
 from shared.db.tables import sources
 
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = "wk_"
 SHOWN_PREFIX_CHARS = 10  # "wk_" and 7 characters of the key: enough to tell keys apart
-# Unknown keys are cached too (so a client with a wrong key cannot load the database), but the
-# cache must not grow without bound when someone sends random keys.
-MAX_CACHED_KEYS = 10_000
+# Unknown keys are cached too (so a client with a wrong key cannot load the database), but that
+# cache must not grow without bound when someone sends random keys: the oldest entries go first.
+MAX_UNKNOWN_KEYS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +72,10 @@ class SourcesUnavailable(Exception):
     """The write keys could not be read and nothing is cached for this key."""
 
 
+class LookupsExhausted(Exception):
+    """Too many keys not known to be valid were looked up in the last second; try again."""
+
+
 class DuplicateSource(Exception):
     pass
 
@@ -89,24 +103,40 @@ class SourceDirectory:
         ttl_s: float,
         lookup_timeout_s: float,
         clock: Callable[[], float] = time.monotonic,
+        lookups_per_s: float = 50.0,
+        max_unknown_keys: int = MAX_UNKNOWN_KEYS,
     ) -> None:
         self._engine = engine
         self._ttl_s = ttl_s
         self._timeout_s = lookup_timeout_s
         self._clock = clock
-        self._cache: dict[str, _Cached] = {}
+        # Valid keys only: bounded by the sources table, so never evicted.
+        self._known: dict[str, _Cached] = {}
+        # Unknown keys: digest -> expiry, oldest first.
+        self._unknown: OrderedDict[str, float] = OrderedDict()
+        self._max_unknown = max_unknown_keys
+        self._lookups_per_s = lookups_per_s
+        self._budget = RateLimiter(clock)
         # One query per key at a time: when an entry expires under load, every request for that
         # key waits for the same query instead of each taking a pooled connection.
         self._inflight: dict[str, asyncio.Future[Source | None]] = {}
 
     async def find(self, write_key: str) -> Source | None:
+        """Raises LookupsExhausted when an unknown key would exceed the lookup budget."""
         digest = hash_key(write_key)
-        cached = self._cache.get(digest)
-        if cached is not None and cached.expires > self._clock():
-            return cached.source
+        now = self._clock()
+        known = self._known.get(digest)
+        if known is not None and known.expires > now:
+            return known.source
         pending = self._inflight.get(digest)
         if pending is None:
-            pending = asyncio.ensure_future(self._refresh(digest, cached))
+            if known is None:
+                if self._unknown.get(digest, 0.0) > now:
+                    return None
+                if self._budget.admit("unknown-keys", self._lookups_per_s, 1):
+                    metrics.KEY_LOOKUPS.labels(outcome="refused").inc()
+                    raise LookupsExhausted
+            pending = asyncio.ensure_future(self._refresh(digest, known))
             self._inflight[digest] = pending
             pending.add_done_callback(lambda _: self._inflight.pop(digest, None))
         # Shielded: one impatient client going away must not cancel the others' lookup.
@@ -116,6 +146,7 @@ class SourceDirectory:
         try:
             source = await asyncio.wait_for(self._query(digest), self._timeout_s)
         except Exception as exc:
+            metrics.KEY_LOOKUPS.labels(outcome="failed").inc()
             if stale is None:
                 raise SourcesUnavailable(str(exc) or type(exc).__name__) from exc
             # Keep serving what we knew rather than refuse every client while PostgreSQL is
@@ -124,9 +155,18 @@ class SourceDirectory:
                         type(exc).__name__)
             stale.expires = self._clock() + self._ttl_s
             return stale.source
-        if len(self._cache) >= MAX_CACHED_KEYS:
-            self._evict()
-        self._cache[digest] = _Cached(source, self._clock() + self._ttl_s)
+        expires = self._clock() + self._ttl_s
+        if source is not None:
+            metrics.KEY_LOOKUPS.labels(outcome="found").inc()
+            self._known[digest] = _Cached(source, expires)
+            self._unknown.pop(digest, None)
+        else:
+            metrics.KEY_LOOKUPS.labels(outcome="unknown").inc()
+            self._known.pop(digest, None)  # revoked or rotated away
+            self._unknown[digest] = expires
+            self._unknown.move_to_end(digest)
+            while len(self._unknown) > self._max_unknown:
+                self._unknown.popitem(last=False)
         return source
 
     async def _query(self, digest: str) -> Source | None:
@@ -139,12 +179,6 @@ class SourceDirectory:
                 )
             ).first()
         return Source(row.id, row.name, row.rate_limit_per_s) if row else None
-
-    def _evict(self) -> None:
-        now = self._clock()
-        self._cache = {k: v for k, v in self._cache.items() if v.expires > now}
-        if len(self._cache) >= MAX_CACHED_KEYS:
-            self._cache.clear()
 
 
 async def create_source(

@@ -12,7 +12,7 @@ import math
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 from pydantic_core import PydanticSerializationError, to_json
@@ -23,9 +23,10 @@ TYPES = frozenset({"track", "identify", "page", "screen", "group", "alias"})
 WIRE_VERSION = 1
 # The stager keeps contacts and messageIds in varchar(200) columns; longer ids would poison it.
 MAX_ID_CHARS = 200
-# Room for the fields the server adds (receivedAt, sourceId, contact, ...) on top of the
-# client's event, so an event the SDKs accept (their own 32 KB check) is never refused here.
-SERVER_FIELDS_ALLOWANCE = 1024
+# Event times before this are a device's reset clock or a bug, not an event: refused (400).
+# Later times are kept, however old: a backfill of history is a legitimate use.
+EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+DEFAULT_MAX_FUTURE_SKEW = timedelta(hours=1)
 
 
 class Record(NamedTuple):
@@ -44,11 +45,14 @@ class Arrival:
     received_text: str
     source_id: str
     max_event_bytes: int
+    # How far past receivedAt an event time may be before it is taken for a wrong clock.
+    max_future_skew: timedelta = DEFAULT_MAX_FUTURE_SKEW
 
     @classmethod
-    def now(cls, source_id: str, max_event_bytes: int) -> Arrival:
+    def now(cls, source_id: str, max_event_bytes: int,
+            max_future_skew: timedelta = DEFAULT_MAX_FUTURE_SKEW) -> Arrival:
         at = datetime.now(UTC)
-        return cls(at, iso(at), source_id, max_event_bytes)
+        return cls(at, iso(at), source_id, max_event_bytes, max_future_skew)
 
 
 def iso(moment: datetime) -> str:
@@ -75,6 +79,7 @@ def to_record(
     """
     if not isinstance(call, dict):
         raise InvalidEvent(None, "must be a JSON object")
+    _check_size(call, arrival.max_event_bytes)
     get = call.get
     if kind is None:
         kind = get("type")
@@ -131,11 +136,11 @@ def to_record(
         if isinstance(category, str) and "category" not in properties:
             properties = {**properties, "category": category}
 
-    timestamp, original, sent_at = _event_time(call, arrival, batch_sent_at)
+    timestamp, original, sent_at, adjusted = _event_time(call, arrival, batch_sent_at)
     message_id = get("messageId")
     message_id = _id(message_id, "messageId") if message_id is not None else None
 
-    value = _serialise({
+    message: dict[str, Any] = {
         "v": WIRE_VERSION,
         "type": kind,
         "messageId": message_id or str(uuid.uuid4()),
@@ -154,12 +159,25 @@ def to_record(
         "sentAt": sent_at,
         "receivedAt": arrival.received_text,
         "sourceId": arrival.source_id,
-    })
-    if len(value) > arrival.max_event_bytes + SERVER_FIELDS_ALLOWANCE:
-        raise InvalidEvent(None, f"the event is {len(value):,} bytes; at most "
-                           f"{arrival.max_event_bytes:,} bytes are allowed per event",
-                           "too_large")
-    return Record(contact.encode(), value, kind)
+    }
+    if adjusted is not None:
+        message["timestampAdjusted"] = adjusted
+    return Record(contact.encode(), _serialise(message), kind)
+
+
+def _check_size(call: dict[str, Any], limit: int) -> None:
+    """The per-event limit, on the call as JSON: exactly what docs/ingest.md promises.
+
+    A single call's body is bounded while it is read; a batch item is not, so every call is
+    measured here, before the server adds its own fields (receivedAt, sourceId, ...).
+    """
+    try:
+        size = len(to_json(call))
+    except PydanticSerializationError as exc:  # nesting deeper than the serialiser allows
+        raise InvalidEvent(None, f"cannot be stored: {exc}") from None
+    if size > limit:
+        raise InvalidEvent(None, f"the event is {size:,} bytes as JSON; at most {limit:,} "
+                           "bytes are allowed per event", "too_large")
 
 
 class Instant(NamedTuple):
@@ -176,30 +194,40 @@ def parse_sent_at(value: Any) -> Instant | None:
 
 def _event_time(
     call: dict[str, Any], arrival: Arrival, batch_sent_at: Instant | None
-) -> tuple[str, str | None, str | None]:
-    """(timestamp, originalTimestamp, sentAt) as written to the topic.
+) -> tuple[str, str | None, str | None, dict[str, str] | None]:
+    """(timestamp, originalTimestamp, sentAt, timestampAdjusted) as written to the topic.
 
     The device's clock may be off; sentAt and the event's own time come from the same clock,
     so receivedAt - (sentAt - originalTimestamp) is the event time on the server's clock.
+    That time is then bounded, because it drives the stager's clocks and timers: one event
+    dated 9999 would fire every pending inactivity timer of its contact (or overflow computing
+    the next one). Later than receivedAt + the allowed skew, it is replaced by receivedAt and
+    the message says so (as Segment and Mixpanel do); before 2000 it is refused.
     """
     given = _time(call.get("timestamp"), "timestamp")
     original = _time(call.get("originalTimestamp"), "originalTimestamp") or given
     sent_at = _time(call.get("sentAt"), "sentAt") or batch_sent_at
+    sent_text = sent_at.text if sent_at is not None else None
     if original is None:
-        corrected = arrival.received_text
-    elif sent_at is None:
-        corrected = (given or original).text
+        return arrival.received_text, None, sent_text, None
+    field = "timestamp" if given is not None else "originalTimestamp"
+    if sent_at is None:
+        at, text = given or original
     else:
         try:
-            corrected = iso(arrival.received_at - (sent_at.at - original.at))
+            at = arrival.received_at - (sent_at.at - original.at)
         except OverflowError:
             raise InvalidEvent("sentAt", "sentAt and timestamp are too far apart to correct "
                                "the device's clock") from None
-    return (
-        corrected,
-        original.text if original is not None else None,
-        sent_at.text if sent_at is not None else None,
-    )
+        text = iso(at)
+    if at < EARLIEST_EVENT_TIME:
+        corrected = " (after correcting the device's clock with sentAt)" if sent_at else ""
+        raise InvalidEvent(field, f"{text} is before 2000-01-01{corrected}; send the time the "
+                           "event happened, with a time zone")
+    if at - arrival.received_at > arrival.max_future_skew:
+        return (arrival.received_text, original.text, sent_text,
+                {"reason": "future", "original": text})
+    return text, original.text, sent_text, None
 
 
 def _time(value: Any, field: str) -> Instant | None:

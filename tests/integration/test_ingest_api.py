@@ -332,3 +332,57 @@ async def test_the_api_is_documented_at_docs(client: httpx.AsyncClient) -> None:
         assert operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
         assert {"200", "400", "401", "413", "429", "503"} <= set(operation["responses"])
     assert "TrackCall" in spec["components"]["schemas"]
+
+
+def padded_track(size: int, message_id: str) -> dict[str, Any]:
+    """A batch item whose JSON (compact, as the limit measures it) is exactly `size` bytes."""
+    shell = {"type": "track", "userId": "u-1", "event": "Big", "messageId": message_id,
+             "properties": {"blob": ""}}
+    padding = size - len(json.dumps(shell, separators=(",", ":")))
+    return {**shell, "properties": {"blob": "x" * padding}}
+
+
+async def test_a_batch_item_of_exactly_32768_bytes_is_accepted_and_one_byte_more_is_not(
+    kafka: KafkaSettings, database_settings: DatabaseSettings, auth: dict[str, str]
+) -> None:
+    batch = [padded_track(32_768, "m-at-limit"), padded_track(32_769, "m-over"),
+             padded_track(32_768 + 1024, "m-1k-over")]
+    async with ingest_client(kafka, database_settings, IngestSettings()) as client:
+        response = await client.post("/v1/batch", json={"batch": batch}, headers=auth)
+    assert response.status_code == 200, response.text
+    assert response.json()["accepted"] == 1
+    rejected = response.json()["rejected"]
+    assert [(r["index"], r["field"], r["reason"]) for r in rejected] == [
+        (1, "batch[1]", "too_large"), (2, "batch[2]", "too_large")]
+    assert "32,769 bytes" in rejected[0]["error"] and "at most 32,768" in rejected[0]["error"]
+    assert [m["messageId"] for _, m in await published(kafka)] == ["m-at-limit"]
+
+
+async def test_a_far_future_timestamp_is_stored_as_received_at_and_flagged(
+    client: httpx.AsyncClient, kafka: KafkaSettings, auth: dict[str, str]
+) -> None:
+    call = {**TRACK, "timestamp": "9999-12-31T00:00:00Z"}
+    response = await client.post("/v1/track", json=call, headers=auth)
+    assert response.status_code == 200, response.text
+    ((_, message),) = await published(kafka)
+    assert message["timestamp"] == message["receivedAt"]
+    assert message["timestampAdjusted"] == {"reason": "future",
+                                            "original": "9999-12-31T00:00:00.000Z"}
+    assert message["originalTimestamp"] == "9999-12-31T00:00:00.000Z"
+
+
+@pytest.mark.parametrize("moment", ["1970-01-01T00:00:00Z", "1999-12-31T23:59:59Z"])
+async def test_a_timestamp_before_2000_is_400_naming_timestamp(
+    client: httpx.AsyncClient, kafka: KafkaSettings, auth: dict[str, str], moment: str
+) -> None:
+    response = await client.post("/v1/track", json={**TRACK, "timestamp": moment}, headers=auth)
+    assert "2000-01-01" in assert_refused(response, 400, "timestamp")["message"]
+    # In a batch the item is rejected alone, naming the field, and the valid item is kept.
+    batch = [{**TRACK, "type": "track", "messageId": "m-old", "timestamp": moment},
+             {**TRACK, "type": "track", "messageId": "m-ok"}]
+    response = await client.post("/v1/batch", json={"batch": batch}, headers=auth)
+    assert response.status_code == 200, response.text
+    assert response.json()["accepted"] == 1
+    assert [(r["index"], r["field"], r["reason"]) for r in response.json()["rejected"]] == [
+        (0, "timestamp", "invalid_field")]
+    assert [m["messageId"] for _, m in await published(kafka)] == ["m-ok"]

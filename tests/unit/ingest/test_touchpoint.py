@@ -208,3 +208,74 @@ def test_any_call_is_either_a_valid_touchpoint_or_a_named_refusal(
         assert error.problem and error.reason in {"invalid_field", "missing_field", "too_large"}
         return
     Touchpoint.from_message(got)  # whatever ingest accepts, the stager can read
+
+
+def test_an_event_of_exactly_the_size_limit_is_kept_and_one_byte_more_is_refused() -> None:
+    def call(size: int) -> dict[str, Any]:
+        shell = {"userId": "u", "event": "E", "properties": {"blob": ""}}
+        padding = size - len(json.dumps(shell, separators=(",", ":")))
+        return {**shell, "properties": {"blob": "x" * padding}}
+
+    assert message(call(32 * 1024), kind="track")["properties"]["blob"]
+    error = refusal(call(32 * 1024 + 1), kind="track")
+    assert (error.field, error.reason) == (None, "too_large")
+    assert "32,769 bytes" in error.problem and "32,768" in error.problem
+
+
+def test_an_event_time_beyond_the_allowed_skew_becomes_received_at_and_is_flagged() -> None:
+    got = message({"userId": "u", "event": "E", "timestamp": "9999-12-31T00:00:00Z"},
+                  kind="track")
+    assert got["timestamp"] == got["receivedAt"] == "2026-11-23T08:00:30.250Z"
+    assert got["originalTimestamp"] == "9999-12-31T00:00:00.000Z"
+    assert got["timestampAdjusted"] == {"reason": "future",
+                                        "original": "9999-12-31T00:00:00.000Z"}
+    # The stager reads the flagged message like any other.
+    assert Touchpoint.from_message(got).timestamp == RECEIVED.replace(microsecond=250000)
+
+
+def test_an_event_time_within_the_allowed_skew_is_kept_unflagged() -> None:
+    soon = iso(RECEIVED + timedelta(minutes=59))
+    got = message({"userId": "u", "event": "E", "timestamp": soon}, kind="track")
+    assert got["timestamp"] == soon
+    assert "timestampAdjusted" not in got
+
+
+def test_the_future_bound_applies_after_correcting_the_device_clock_with_sent_at() -> None:
+    # A device two days fast: its own times are far ahead, but the corrected time is not.
+    fast = RECEIVED + timedelta(days=2)
+    got = message({"userId": "u", "event": "E", "timestamp": iso(fast - timedelta(seconds=5)),
+                   "sentAt": iso(fast)}, kind="track")
+    assert got["timestamp"] == iso(RECEIVED - timedelta(seconds=5))
+    assert "timestampAdjusted" not in got
+    # Sent now but dated two days ahead on the same clock: adjusted.
+    got = message({"userId": "u", "event": "E", "timestamp": iso(fast),
+                   "sentAt": iso(RECEIVED)}, kind="track")
+    assert got["timestamp"] == iso(RECEIVED)
+    assert got["timestampAdjusted"]["reason"] == "future"
+
+
+def test_the_allowed_future_skew_is_configurable() -> None:
+    strict = Arrival(RECEIVED, iso(RECEIVED), "source-1", 32 * 1024, timedelta(seconds=10))
+    ahead = iso(RECEIVED + timedelta(seconds=11))
+    record = to_record({"userId": "u", "event": "E", "timestamp": ahead}, strict, kind="track")
+    assert json.loads(record.value)["timestampAdjusted"]["original"] == ahead
+
+
+@pytest.mark.parametrize("moment", ["1970-01-01T00:00:00Z", "1999-12-31T23:59:59.999Z"])
+@pytest.mark.parametrize("field", ["timestamp", "originalTimestamp"])
+def test_an_event_time_before_2000_is_refused_naming_the_field(moment: str, field: str) -> None:
+    error = refusal({"userId": "u", "event": "E", field: moment}, kind="track")
+    assert (error.field, error.reason) == (field, "invalid_field")
+    assert "2000-01-01" in error.problem
+
+
+def test_a_device_clock_reset_to_1970_is_corrected_with_sent_at_not_refused() -> None:
+    got = message({"userId": "u", "event": "E", "timestamp": "1970-01-01T00:00:10.000Z",
+                   "sentAt": "1970-01-01T00:00:20.000Z"}, kind="track")
+    assert got["timestamp"] == iso(RECEIVED - timedelta(seconds=10))
+
+
+def test_the_first_day_of_2000_is_an_event_time() -> None:
+    got = message({"userId": "u", "event": "E", "timestamp": "2000-01-01T00:00:00Z"},
+                  kind="track")
+    assert got["timestamp"] == "2000-01-01T00:00:00.000Z"
