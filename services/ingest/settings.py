@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.bearer import ApiToken
+from shared.journey.touchpoint import MAX_EVENT_TIME_AHEAD
 
 READ_TOKEN_SETTING = "POLKU_INGEST_READ_TOKEN"
 
@@ -20,7 +24,9 @@ class IngestSettings(BaseSettings):
     max_batch_events: int = 2500
     # An event time (after the sentAt clock correction) further than this past receivedAt is
     # replaced by receivedAt and flagged in the message (`timestampAdjusted`, docs/ingest.md).
-    max_future_skew_s: float = 3600.0
+    # At most a day: the stager's reader dead-letters event times further ahead than that.
+    max_future_skew_s: Annotated[
+        float, Field(ge=0, le=MAX_EVENT_TIME_AHEAD.total_seconds())] = 3600.0
     # How long a request may wait for Kafka to acknowledge its events before it answers 503.
     produce_timeout_s: float = 5.0
     # Retry-After sent with a 503 (broker or database unreachable).

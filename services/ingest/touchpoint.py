@@ -18,14 +18,15 @@ from typing import Any, NamedTuple
 from pydantic_core import PydanticSerializationError, to_json
 
 from services.ingest.errors import InvalidEvent
+from shared.journey.touchpoint import EARLIEST_EVENT_TIME
 
 TYPES = frozenset({"track", "identify", "page", "screen", "group", "alias"})
 WIRE_VERSION = 1
 # The stager keeps contacts and messageIds in varchar(200) columns; longer ids would poison it.
 MAX_ID_CHARS = 200
-# Event times before this are a device's reset clock or a bug, not an event: refused (400).
-# Later times are kept, however old: a backfill of history is a legitimate use.
-EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+# Event times before EARLIEST_EVENT_TIME (shared with the stager's reader) are a device's reset
+# clock or a bug, not an event: refused (400). Later times are kept, however old: a backfill of
+# history is a legitimate use.
 DEFAULT_MAX_FUTURE_SKEW = timedelta(hours=1)
 
 
