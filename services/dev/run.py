@@ -27,7 +27,7 @@ class _SecondaryServer(uvicorn.Server):
 
 def banner(settings: DevSettings, write_key: str, demo: bool) -> str:
     api = f"http://{settings.host}:{settings.port}"
-    sink = f"http://{settings.host}:{settings.sink_port}"
+    sink = settings.sink_url
     lines = [
         "",
         "Polku is running in embedded mode (one process, no Kafka, no PostgreSQL).",
@@ -62,7 +62,8 @@ async def serve_dev(settings: DevSettings, demo: bool, log_level: str) -> None:
         access_log=False, timeout_graceful_shutdown=20,
     ))
     sink = _SecondaryServer(uvicorn.Config(
-        create_sink(lambda: os.environ.get(DEMO_SECRET_ENV, secret)), host=settings.host,
+        # Loopback only, whatever the API binds: the sink has no token (DevSettings.sink_url).
+        create_sink(lambda: os.environ.get(DEMO_SECRET_ENV, secret)), host="127.0.0.1",
         port=settings.sink_port, log_level="warning", access_log=False, lifespan="off",
     ))
     sink_task = asyncio.create_task(sink.serve(), name="sink")

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+SINK_BASE = "http://127.0.0.1"
+
 
 class DevSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="POLKU_DEV_")
@@ -30,12 +32,9 @@ class DevSettings(BaseSettings):
 
     @property
     def sink_url(self) -> str:
-        """Where this process reaches the sink: a wildcard bind is reached on loopback (the
-        only webhook target the embedded mode allows by default)."""
-        host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "[::1]"}.get(self.host, self.host)
-        if ":" in host and not host.startswith("["):
-            host = f"[{host}]"
-        return f"http://{host}:{self.sink_port}"
+        """Where the sink listens: always loopback, whatever `host` the API binds, because it
+        has no token and its GET /deliveries shows the webhook bodies it received."""
+        return f"{SINK_BASE}:{self.sink_port}"
 
     @property
     def database_file(self) -> Path:
