@@ -69,6 +69,9 @@ class Changes:
     transitions: list[tuple[Transition, int]] = field(default_factory=list)  # with sequence
     # (journey, stage, seconds spent) for each stage a contact left, for the histogram.
     stage_durations: list[tuple[str, str, float]] = field(default_factory=list)
+    # The contact's state right after the step that made each transition (by transition id):
+    # its record carries the traits and touches of that moment, not of the batch's end.
+    state_after: dict[str, ContactState | None] = field(default_factory=dict)
 
     def record(self, key: StateKey, before: ContactState | None, step: Step) -> None:
         self.states[key] = step
@@ -76,6 +79,7 @@ class Changes:
         entered_at = before.stage_entered_at if before is not None else None
         for i, transition in enumerate(step.transitions, start=1):
             self.transitions.append((transition, base + i))
+            self.state_after[transition.transition_id] = step.state
             if transition.from_stage is not None and entered_at is not None:
                 self.stage_durations.append(
                     (transition.journey_id, transition.from_stage,

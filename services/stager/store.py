@@ -271,7 +271,7 @@ async def _persist(
                 transition_message(
                     t,
                     journeys.get(t.journey_id),
-                    changes.states[(t.journey_id, t.contact)].state,
+                    changes.state_after.get(t.transition_id),
                     events.get(t.cause),
                 ),
                 separators=(",", ":"),

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from services.actions.deliveries import TransitionRecord, plan
-from services.stager.processing import transition_message
+from services.stager.processing import apply_touchpoints, transition_message
 from shared.journey import (
     ContactState,
     Journey,
@@ -83,3 +83,19 @@ def test_without_a_contact_state_the_record_has_no_touches_rather_than_failing()
     record = transition_message(transitions[-1], journey, None, None)
 
     assert record["first_touch"] is None and record["last_touch"] is None
+
+
+def test_a_transition_carries_the_contact_as_it_was_then_not_at_the_end_of_the_batch() -> None:
+    journey = b2b_cto()
+    touchpoints = cto_asks_for_a_demo()
+    later = Touchpoint.from_message(message(
+        "identify", when=at(3), traits={"persona": "cto", "plan": "enterprise"}))
+    changes = apply_touchpoints({}, [*touchpoints, later], [journey])
+    handoff = next(t for t, _ in changes.transitions if t.to_stage == "selection")
+
+    state = changes.state_after[handoff.transition_id]
+    record = transition_message(handoff, journey, state, "Demo Requested")
+
+    assert "plan" not in record["traits"]  # the identify came after the hand-off
+    assert record["last_touch"]["at"] == at(2).isoformat()
+    assert changes.states[(journey.id, handoff.contact)].state.traits["plan"] == "enterprise"
