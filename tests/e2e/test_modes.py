@@ -204,3 +204,26 @@ async def test_a_failing_endpoint_is_dead_lettered_then_redelivered_with_its_id(
                      what="the redelivery")
     ids = {r.webhook_id for r in receiver.requests("/hooks/crm")}
     assert ids == {dead["id"]}
+
+
+async def test_a_far_future_timestamp_is_taken_as_arrival_and_stops_nothing(
+    polku: Deployment
+) -> None:
+    far = f"modes-far-{uuid.uuid4().hex[:6]}"
+    after = f"modes-after-{uuid.uuid4().hex[:6]}"
+    async with polku.client() as http:
+        # Once, this overflowed the quiet journey's deadline and stopped the stager for good.
+        poison = {"type": "track", "event": "Signed Up", "userId": far,
+                  "timestamp": "9999-12-31T23:59:59Z", "messageId": str(uuid.uuid4())}
+        assert (await http.post("/v1/track", json=poison)).status_code == 200
+        assert (await http.post("/v1/track", json=demo_request(after))).status_code == 200
+
+    async def both_applied() -> bool:
+        return (await polku.stage(after, "deals") == "selection"
+                and await polku.stage(far, "quiet") is not None)
+
+    await eventually(both_applied, timeout_s=30, what="the events behind the far-future one")
+    found = await polku.contact(far)
+    assert found is not None
+    quiet = next(j for j in found["journeys"] if j["journey"] == "quiet")
+    assert quiet["last_event_at"] < "2100", quiet  # the arrival time, not the year 9999
