@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.ingest.sources import create_source
 from shared.settings import DatabaseSettings, KafkaSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,3 +113,16 @@ def local_script(script: str, action: str) -> None:
     """Run one of deploy/local's scripts (e.g. stop or start the broker)."""
     subprocess.run(["bash", str(ROOT / "deploy" / "local" / script), action], check=True,
                    cwd=ROOT, timeout=180)
+
+
+@asynccontextmanager
+async def started_ingest(kafka: KafkaSettings, database: DatabaseSettings, engine: AsyncEngine,
+                         source: str, **extra: str) -> AsyncIterator[tuple[ServiceProcess, str]]:
+    """A ready `polku ingest` process and the write key of a new source; killed at the end."""
+    _, key = await create_source(engine, f"{source}-{uuid.uuid4().hex[:6]}")
+    process = ServiceProcess("ingest", service_env(kafka, database, **extra)).start()
+    try:
+        await asyncio.to_thread(process.wait_status, "/readyz", 200, 60)
+        yield process, key
+    finally:
+        process.kill()

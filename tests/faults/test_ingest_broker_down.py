@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.ingest.sources import create_source
 from shared.settings import DatabaseSettings, KafkaSettings
-from tests.processes import ServiceProcess, local_script, service_env
+from tests.processes import ServiceProcess, local_script, service_env, started_ingest
 from tests.stager_harness import payloads, read_topic
 
 PRODUCE_TIMEOUT_S = 3.0
@@ -26,15 +26,9 @@ PRODUCE_TIMEOUT_S = 3.0
 @pytest.fixture
 async def ingest(topic_names: KafkaSettings, database_settings: DatabaseSettings,
                  engine: AsyncEngine) -> AsyncIterator[tuple[ServiceProcess, str]]:
-    _, key = await create_source(engine, f"fault-{uuid.uuid4().hex[:6]}")
-    env = service_env(topic_names, database_settings,
-                      POLKU_INGEST_PRODUCE_TIMEOUT_S=str(PRODUCE_TIMEOUT_S))
-    process = ServiceProcess("ingest", env).start()
-    try:
-        await asyncio.to_thread(process.wait_status, "/readyz", 200, 60)
-        yield process, key
-    finally:
-        process.kill()
+    async with started_ingest(topic_names, database_settings, engine, "fault",
+                              POLKU_INGEST_PRODUCE_TIMEOUT_S=str(PRODUCE_TIMEOUT_S)) as started:
+        yield started
 
 
 class Sender:

@@ -26,13 +26,12 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.ingest.sources import create_source
 from shared.clock import SystemClock
 from shared.db.engine import make_engine
 from shared.db.tables import processed_messages
 from shared.kafka import broker_reachable
 from shared.settings import DatabaseSettings, KafkaSettings
-from tests.processes import ServiceProcess, local_script, service_env
+from tests.processes import ServiceProcess, local_script, started_ingest
 from tests.stager_harness import payloads, read_topic, running_stager, wait_consumed
 
 PRODUCE_TIMEOUT_S = 3.0
@@ -53,15 +52,9 @@ async def engine(own_database: DatabaseSettings) -> AsyncIterator[AsyncEngine]:
 @pytest.fixture
 async def ingest(topic_names: KafkaSettings, own_database: DatabaseSettings,
                  engine: AsyncEngine) -> AsyncIterator[tuple[ServiceProcess, str]]:
-    _, key = await create_source(engine, f"restart-{uuid.uuid4().hex[:6]}")
-    env = service_env(topic_names, own_database,
-                      POLKU_INGEST_PRODUCE_TIMEOUT_S=str(PRODUCE_TIMEOUT_S))
-    process = ServiceProcess("ingest", env).start()
-    try:
-        await asyncio.to_thread(process.wait_status, "/readyz", 200, 60)
-        yield process, key
-    finally:
-        process.kill()
+    async with started_ingest(topic_names, own_database, engine, "restart",
+                              POLKU_INGEST_PRODUCE_TIMEOUT_S=str(PRODUCE_TIMEOUT_S)) as started:
+        yield started
 
 
 class Load:
