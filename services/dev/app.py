@@ -144,9 +144,9 @@ def create_app(
     """The embedded Polku; the services' settings not given are read from the environment.
 
     :param demo_secret: the webhook secret the example journeys sign with (`demo_secret`).
-    :param environ: the process environment, read once here: the journeys' `${VAR}`s are
-        expanded in it, and the signer finds the secrets journeys name in it (live, so a
-        rotation needs no restart), except POLKU_DEMO_WEBHOOK_SECRET: `demo_secret` is that.
+    :param environ: the process environment. The journeys' `${VAR}`s are expanded in it once,
+        here; the signer looks up the secrets journeys name in it at every attempt (a rotation
+        needs no restart), except POLKU_DEMO_WEBHOOK_SECRET, which is `demo_secret`.
     """
     clock = clock or SystemClock()
     topics = TopicSettings().topics
