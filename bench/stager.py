@@ -26,9 +26,10 @@ from aiokafka import AIOKafkaConsumer
 
 from bench.common import rate, scratch_database, scratch_topics
 from services.stager import metrics
-from services.stager.app import STAGER_GC_MIDDLE, STAGER_GC_YOUNG
+from services.stager.app import kafka_consumer
 from services.stager.consumer import Stager
 from services.stager.settings import StagerSettings
+from services.stager.worker import STAGER_GC_MIDDLE, STAGER_GC_YOUNG
 from shared.clock import SystemClock
 from shared.db.engine import make_engine
 from shared.journey.journey import Journey
@@ -140,7 +141,8 @@ async def run_stager(
     await ensure_topics(kafka, [kafka.transitions_topic, kafka.dead_letter_topic])
     settings = StagerSettings(group_id=f"bench-{uuid.uuid4().hex[:6]}",
                               stage_gauge_interval_s=3600)
-    stager = Stager(kafka, settings, engine, KafkaWriter(producer), journeys, SystemClock())
+    stager = Stager(kafka_consumer(kafka, settings), KafkaWriter(producer), engine, settings,
+                    kafka.topics, journeys, SystemClock())
     thresholds = gc.get_threshold()
     collect_less_often(STAGER_GC_YOUNG, STAGER_GC_MIDDLE, freeze=True)  # as `polku stager`
     counter = metrics.EVENTS.labels("applied")

@@ -1,4 +1,8 @@
-"""The `polku` command: starts each service and runs the operator's tasks."""
+"""The `polku` command: starts each service and runs the operator's tasks.
+
+Each command reads its settings once, checks them, and hands the same values to the app it
+serves (what was checked is what runs).
+"""
 
 from __future__ import annotations
 
@@ -36,11 +40,13 @@ def ingest() -> None:
     from services.ingest.settings import IngestSettings
 
     settings = ServiceSettings()
-    refuse_unprotected("ingest", settings.host, [IngestSettings().read_api_token])
+    ingest_settings = IngestSettings()
+    refuse_unprotected("ingest", settings.host, [ingest_settings.read_api_token])
     from services.ingest.app import create_app
     from shared.serve import serve
 
-    serve(create_app(), settings.host, settings.ingest_port, settings.log_level)
+    serve(create_app(settings=ingest_settings, journeys_dir=settings.journeys_dir),
+          settings.host, settings.ingest_port, settings.log_level)
 
 
 @app.command()
@@ -52,7 +58,7 @@ def stager() -> None:
 
     settings = ServiceSettings()
     try:
-        stager_app = create_app()
+        stager_app = create_app(journeys_dir=settings.journeys_dir)
     except JourneyError as exc:
         typer.echo(f"polku stager: not starting, the journeys in {settings.journeys_dir} "
                    f"are invalid:\n{exc}", err=True)
@@ -66,11 +72,13 @@ def actions() -> None:
     from services.actions.settings import ActionsSettings
 
     settings = ServiceSettings()
-    refuse_unprotected("actions", settings.host, [ActionsSettings().delivery_api_token])
+    actions_settings = ActionsSettings()
+    refuse_unprotected("actions", settings.host, [actions_settings.delivery_api_token])
     from services.actions.app import create_app
     from shared.serve import serve
 
-    serve(create_app(), settings.host, settings.actions_port, settings.log_level)
+    serve(create_app(settings=actions_settings, journeys_dir=settings.journeys_dir),
+          settings.host, settings.actions_port, settings.log_level)
 
 
 @app.command()
@@ -93,9 +101,10 @@ def dev(
     from shared.journey.errors import JourneyError
 
     settings = DevSettings()
+    ingest_settings, actions_settings = IngestSettings(), ActionsSettings()
     # One process serves both APIs: each keeps its own token (shared/bearer.py).
-    refuse_unprotected("dev", settings.host, [IngestSettings().read_api_token,
-                                              ActionsSettings().delivery_api_token],
+    refuse_unprotected("dev", settings.host, [ingest_settings.read_api_token,
+                                              actions_settings.delivery_api_token],
                        "POLKU_DEV_HOST")
     if reset:
         try:
@@ -109,7 +118,10 @@ def dev(
                        err=True)
             raise typer.Exit(1) from exc
     try:
-        asyncio.run(serve_dev(settings, demo, ServiceSettings().log_level))
+        service = ServiceSettings()
+        asyncio.run(serve_dev(settings, demo, service.log_level,
+                              journeys_dir=service.journeys_dir, ingest=ingest_settings,
+                              actions=actions_settings))
     except DataDirInUse as exc:
         typer.echo(f"polku dev: {exc}; stop it first, or set POLKU_DEV_DATA_DIR", err=True)
         raise typer.Exit(1) from exc

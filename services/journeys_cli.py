@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,8 +22,7 @@ from shared.journey import (
     simulate as simulate_journey,
 )
 from shared.journey.touchpoint import parse_time
-
-DEFAULT_DIRECTORY = "journeys"
+from shared.settings import ServiceSettings
 
 app = typer.Typer(help="Journey definitions: validate, schema, simulate.", no_args_is_help=True)
 
@@ -39,7 +37,8 @@ def validate(
     ] = None,
 ) -> None:
     """Check journey files and print every problem as file:line: field: message."""
-    target = path or Path(os.environ.get("POLKU_JOURNEYS_DIR", DEFAULT_DIRECTORY))
+    # The directory the services load (POLKU_JOURNEYS_DIR, default journeys/), read as they do.
+    target = path or ServiceSettings().journeys_dir
     problems = validate_path(target)
     for problem in problems:
         typer.echo(str(problem))

@@ -2,23 +2,35 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.wire import Topics
 
-class KafkaSettings(BaseSettings):
-    """Where the broker is and which topics carry Polku's streams."""
+
+class TopicSettings(BaseSettings):
+    """Which topics carry Polku's streams: Kafka's, or the embedded log's in `polku dev`, which
+    reads only these names (and no broker settings)."""
 
     model_config = SettingsConfigDict(env_prefix="POLKU_KAFKA_")
+
+    touchpoints_topic: str = "polku.touchpoints"
+    transitions_topic: str = "polku.transitions"
+    dead_letter_topic: str = "polku.dead-letters"
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(self.touchpoints_topic, self.transitions_topic, self.dead_letter_topic)
+
+
+class KafkaSettings(TopicSettings):
+    """Where the broker is, how Polku's topics are created, and their names (TopicSettings)."""
 
     host: str = "127.0.0.1"
     port: int = 9092
     bootstrap: str | None = None
-    touchpoints_topic: str = "polku.touchpoints"
-    transitions_topic: str = "polku.transitions"
-    dead_letter_topic: str = "polku.dead-letters"
     partitions: int = 6
     # Topics Polku creates: copies of each partition, and how many must have a write before it
     # is acknowledged (acks=all). 1/1 suits the local single broker; in a real cluster use 3/2,
@@ -35,22 +47,24 @@ class KafkaSettings(BaseSettings):
 class DatabaseSettings(BaseSettings):
     """PostgreSQL by default; any SQLAlchemy async URL in `POLKU_DB_URL` overrides it."""
 
-    model_config = SettingsConfigDict(env_prefix="POLKU_PG_")
+    # populate_by_name: `DatabaseSettings(url_override=...)` as well as the variables below.
+    model_config = SettingsConfigDict(env_prefix="POLKU_PG_", populate_by_name=True)
 
     host: str = "127.0.0.1"
     port: int = 5432
     user: str = "polku"
     password: str = "polku"
     db: str = "polku"
-    url_override: str | None = None
+    # Read with the rest of the settings, once (POLKU_PG_URL_OVERRIDE first, as before).
+    url_override: str | None = Field(
+        default=None, validation_alias=AliasChoices("POLKU_PG_URL_OVERRIDE", "POLKU_DB_URL"))
     pool_size: int = 10
 
     @property
     def url(self) -> str:
         # A plain property: a cached one would survive model_copy(update=...) with stale values.
-        explicit = self.url_override or os.environ.get("POLKU_DB_URL")
-        if explicit:
-            return explicit
+        if self.url_override:  # an empty POLKU_DB_URL is no URL
+            return self.url_override
         return (
             f"postgresql+asyncpg://{self.user}:{self.password}@{self.host}:{self.port}/{self.db}"
         )

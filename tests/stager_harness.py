@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.stager.app import kafka_consumer
 from services.stager.consumer import Stager
 from services.stager.settings import StagerSettings
 from shared.clock import Clock
@@ -46,8 +47,8 @@ async def running_stager(
     settings = StagerSettings(**{"group_id": group_id, "timer_interval_s": 0.1,
                                  "poll_timeout_ms": 100, "stage_gauge_interval_s": 0.5,
                                  **settings_overrides})
-    stager = Stager(kafka, settings, engine, KafkaWriter(producer), load_journeys(journeys_dir),
-                    clock)
+    stager = Stager(kafka_consumer(kafka, settings), KafkaWriter(producer), engine, settings,
+                    kafka.topics, load_journeys(journeys_dir), clock)
     task = asyncio.create_task(stager.run())
     try:
         yield RunningStager(stager, group_id)

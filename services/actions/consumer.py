@@ -15,7 +15,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -26,9 +26,8 @@ from services.actions.store import create_deliveries
 from shared.clock import Clock
 from shared.failures import failure_reason, failure_text, is_outage, isolate
 from shared.journey import Journey
-from shared.kafka import group_consumer
-from shared.settings import KafkaSettings
 from shared.streams import OutRecord, RecordConsumer, RecordWriter
+from shared.wire import Topics
 
 log = logging.getLogger(__name__)
 
@@ -36,44 +35,42 @@ Batches = Mapping[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
 Item = tuple[TopicPartition, ConsumerRecord[bytes, bytes]]
 
 
-def kafka_consumer(kafka: KafkaSettings, settings: ActionsSettings) -> AIOKafkaConsumer:
-    return group_consumer(kafka, settings.group_id,
-                          session_timeout_ms=settings.session_timeout_ms,
-                          heartbeat_interval_ms=settings.heartbeat_interval_ms)
-
-
 class TransitionConsumer:
     """One member of the actions consumer group."""
 
     def __init__(
         self,
-        kafka: KafkaSettings,
-        settings: ActionsSettings,
-        engine: AsyncEngine,
+        consumer: RecordConsumer,
         writer: RecordWriter,
+        engine: AsyncEngine,
+        settings: ActionsSettings,
+        topics: Topics,
         journeys: Mapping[str, Journey],
         clock: Clock,
-        on_created: Callable[[], None] = lambda: None,
-        first_delay: Callable[[], float] = lambda: 0.0,
-        consumer: RecordConsumer | None = None,
+        *,
+        on_created: Callable[[], None],
+        first_delay: Callable[[], float],
     ) -> None:
-        """`consumer` defaults to a Kafka consumer in the worker's group (kafka_consumer)."""
-        self.kafka = kafka
-        self.settings = settings
-        self.engine = engine
+        """Every part is handed in (services/actions/worker.py assembles them): `consumer` is a
+        member of the worker's group on Kafka (services/actions/app.py) or on the embedded log
+        (services/dev/app.py); `writer` appends dead letters to the same log. `on_created` and
+        `first_delay` are the dispatcher's: wake it, and when a new delivery is first due."""
+        self.consumer = consumer
         self.writer = writer
+        self.engine = engine
+        self.settings = settings
+        self.topics = topics
         self.journeys = journeys
         self.clock = clock
         self.on_created = on_created
         self.first_delay = first_delay
-        self.consumer: RecordConsumer = consumer or kafka_consumer(kafka, settings)
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
         self._stopping.set()
 
     async def run(self) -> None:
-        self.consumer.subscribe([self.kafka.transitions_topic])
+        self.consumer.subscribe([self.topics.transitions])
         await self.consumer.start()
         try:
             while not self._stopping.is_set():
@@ -149,7 +146,7 @@ class TransitionConsumer:
     async def _dead_letter(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes],
                            reason: str, error: str) -> None:
         await self.writer.write([OutRecord(
-            self.kafka.dead_letter_topic, record.key, record.value,
+            self.topics.dead_letters, record.key, record.value,
             {
                 "polku.source.topic": tp.topic,
                 "polku.source.partition": str(tp.partition),

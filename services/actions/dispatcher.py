@@ -29,7 +29,7 @@ from services.actions.attempt import Outcome, Result, attempt
 from services.actions.breaker import Breaker, BreakerState
 from services.actions.retry import RetrySchedule
 from services.actions.settings import ActionsSettings
-from services.actions.signing import SecretUnavailable, resolve_secrets
+from services.actions.signing import SecretUnavailable, SigningSecrets
 from services.actions.store import (
     DELIVERED,
     FAILED,
@@ -63,12 +63,14 @@ class Dispatcher:
         transport: httpx.AsyncBaseTransport,
         clock: Clock,
         *,
+        secrets: SigningSecrets,
         wall: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.engine = engine
         self.settings = settings
         self.transport = transport
+        self.secrets = secrets
         # Schedules retries and leases; a ManualClock in tests. Signatures use the wall clock
         # (`wall`), because receivers compare webhook-timestamp with theirs.
         self.clock = clock
@@ -267,7 +269,7 @@ class Dispatcher:
 
     async def _attempt(self, delivery: Delivery) -> Outcome:
         try:
-            keys = resolve_secrets(delivery.secret_env, delivery.secret_file)
+            keys = self.secrets.resolve(delivery.secret_env, delivery.secret_file)
         except SecretUnavailable as exc:
             return Outcome(Result.FAILED, error=f"signing secret unavailable: {exc}",
                            kind="secret_unavailable")

@@ -3,19 +3,50 @@ the delivery's original webhook-id and body, so receivers dedupe it like any ret
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.actions import store
-from services.actions.settings import ADMIN_TOKEN_SETTING
+from services.actions.dispatcher import Dispatcher
 from services.actions.store import Delivery, Endpoint
-from shared.bearer import require_bearer
+from shared.bearer import ApiToken, require_bearer
+from shared.clock import Clock
 
 Status = Literal["pending", "delivered", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryApi:
+    """What the delivery API works with, handed over once when the app starts (`provide`)."""
+
+    engine: AsyncEngine
+    token: ApiToken  # the admin token (ActionsSettings.delivery_api_token)
+    clock: Clock
+    # The worker's dispatcher: a replay wakes it, enabling an endpoint resets its breaker.
+    dispatcher: Dispatcher
+
+
+def provide(app: FastAPI, api: DeliveryApi) -> None:
+    """Give the routes of `app` what they serve from (in its lifespan, before serving)."""
+    app.state.delivery_api = api
+
+
+def delivery_api_of(app: FastAPI) -> DeliveryApi:
+    api: DeliveryApi = app.state.delivery_api
+    return api
+
+
+def _delivery_api(request: Request) -> DeliveryApi:
+    return delivery_api_of(request.app)
+
+
+Api = Annotated[DeliveryApi, Depends(_delivery_api)]
 
 
 class DeliveryOut(BaseModel):
@@ -81,9 +112,9 @@ class EndpointOut(BaseModel):
                    disabled_reason=e.disabled_reason, created_at=e.created_at)
 
 
-def _authorised(request: Request) -> None:
+def _authorised(request: Request, api: Api) -> None:
     # Every route, reads included: only the admin token, never the read API's (shared/bearer.py).
-    require_bearer(request, request.app.state.settings.admin_token, ADMIN_TOKEN_SETTING)
+    require_bearer(request, api.token.value, api.token.setting)
 
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(_authorised)])
@@ -94,13 +125,9 @@ def _aware(since: datetime | None) -> None:
         raise HTTPException(422, "since needs a time zone, e.g. 2026-11-23T08:00:00Z")
 
 
-def _replayed(request: Request) -> None:
-    request.app.state.dispatcher.wake()
-
-
 @router.get("/deliveries")
 async def list_deliveries(
-    request: Request,
+    api: Api,
     status: Status | None = None,
     endpoint: str | None = None,
     transition: str | None = None,
@@ -110,7 +137,7 @@ async def list_deliveries(
 ) -> DeliveryList:
     _aware(since)
     found = await store.list_deliveries(
-        request.app.state.engine, status=status, endpoint_id=endpoint, since=since,
+        api.engine, status=status, endpoint_id=endpoint, since=since,
         transition_id=transition, limit=limit, offset=offset,
     )
     return DeliveryList(deliveries=[DeliveryOut.of(d) for d in found], limit=limit,
@@ -118,46 +145,46 @@ async def list_deliveries(
 
 
 @router.get("/deliveries/{delivery_id}")
-async def get_delivery(request: Request, delivery_id: str) -> DeliveryDetail:
-    return DeliveryDetail.of(await store.get_delivery(request.app.state.engine, delivery_id))
+async def get_delivery(api: Api, delivery_id: str) -> DeliveryDetail:
+    return DeliveryDetail.of(await store.get_delivery(api.engine, delivery_id))
 
 
 @router.post("/deliveries/redeliver", status_code=202)
 async def redeliver(
-    request: Request,
+    api: Api,
     since: datetime,
     status: Literal["failed", "delivered"] = "failed",
     endpoint: str | None = None,
 ) -> Redelivered:
     _aware(since)
-    count = await store.redeliver(request.app.state.engine, status=status, since=since,
-                                  now=request.app.state.clock.now(), endpoint_id=endpoint)
-    _replayed(request)
+    count = await store.redeliver(api.engine, status=status, since=since,
+                                  now=api.clock.now(), endpoint_id=endpoint)
+    api.dispatcher.wake()
     return Redelivered(redelivered=count)
 
 
 @router.post("/deliveries/{delivery_id}/retry", status_code=202)
-async def retry(request: Request, delivery_id: str) -> DeliveryOut:
-    delivery = await store.retry_delivery(request.app.state.engine, delivery_id,
-                                          request.app.state.clock.now())
-    _replayed(request)
+async def retry(api: Api, delivery_id: str) -> DeliveryOut:
+    delivery = await store.retry_delivery(api.engine, delivery_id, api.clock.now())
+    api.dispatcher.wake()
     return DeliveryOut.of(delivery)
 
 
 @router.get("/endpoints")
-async def list_endpoints(request: Request) -> list[EndpointOut]:
-    return [EndpointOut.of(e) for e in await store.list_endpoints(request.app.state.engine)]
+async def list_endpoints(api: Api) -> list[EndpointOut]:
+    return [EndpointOut.of(e) for e in await store.list_endpoints(api.engine)]
 
 
 @router.post("/endpoints/{endpoint_id}/enable")
-async def enable_endpoint(request: Request, endpoint_id: str) -> EndpointOut:
-    endpoint = await store.enable_endpoint(request.app.state.engine, endpoint_id)
-    request.app.state.dispatcher.enabled(endpoint_id)
+async def enable_endpoint(api: Api, endpoint_id: str) -> EndpointOut:
+    endpoint = await store.enable_endpoint(api.engine, endpoint_id)
+    api.dispatcher.enabled(endpoint_id)
     return EndpointOut.of(endpoint)
 
 
 def add_delivery_routes(app: FastAPI) -> None:
-    """Mount the API and translate the store's domain errors to HTTP statuses, in one place."""
+    """Mount the API and translate the store's domain errors to HTTP statuses, in one place.
+    The routes serve from the DeliveryApi given to `provide` when the app starts."""
     app.include_router(router)
 
     def problem(status: int) -> Any:

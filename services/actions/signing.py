@@ -1,9 +1,12 @@
 """Standard Webhooks signatures: `v1,<base64 HMAC-SHA256 of "id.timestamp.body">` per secret.
 
-Secrets are `whsec_<base64>` strings read from the environment variable or file a journey names,
-at every attempt, so rotating one needs no restart. Several secrets separated by spaces or commas
-(new first, old still accepted by receivers) make several signatures: that is how a rotation
-runs without a moment where the receiver rejects deliveries.
+Secrets are `whsec_<base64>` strings read from the variable or file a journey names, at every
+attempt, so rotating one needs no restart. Where variables are looked up is chosen where the
+worker is assembled (`SigningSecrets`): the process environment, and in `polku dev` also the
+demo secret, which is handed over as a value rather than written into the environment.
+Several secrets separated by spaces or commas (new first, old still accepted by receivers) make
+several signatures: that is how a rotation runs without a moment where the receiver rejects
+deliveries.
 """
 
 from __future__ import annotations
@@ -12,9 +15,9 @@ import base64
 import binascii
 import hashlib
 import hmac
-import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 SECRET_PREFIX = "whsec_"
@@ -46,28 +49,39 @@ def parse_secrets(text: str) -> list[bytes]:
     return secrets
 
 
-def resolve_secrets(secret_env: str | None, secret_file: str | None) -> list[bytes]:
-    """Read an endpoint's current secret(s); SecretUnavailable names what is wrong, never the
-    secret."""
-    if secret_env:
-        value = os.environ.get(secret_env)
-        if value is None:
-            raise SecretUnavailable(f"environment variable {secret_env} is not set")
-        try:
-            return parse_secrets(value)
-        except SecretUnavailable as exc:
-            raise SecretUnavailable(f"{secret_env}: {exc}") from None
-    if secret_file:
-        try:
-            value = Path(secret_file).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise SecretUnavailable(f"secret file {secret_file} cannot be read: "
-                                    f"{type(exc).__name__}") from None
-        try:
-            return parse_secrets(value)
-        except SecretUnavailable as exc:
-            raise SecretUnavailable(f"{secret_file}: {exc}") from None
-    raise SecretUnavailable("the endpoint names no signing secret")
+@dataclass(frozen=True, slots=True)
+class SigningSecrets:
+    """Where endpoints' signing secrets are found: the variable a journey's `secret_env` names,
+    looked up in `given` and then in `variables` (a live mapping such as `os.environ`, read at
+    every attempt), or the file its `secret_file` names."""
+
+    variables: Mapping[str, str]
+    # Secrets handed over as values when the worker is assembled, under the variable name the
+    # journeys use (`polku dev`'s demo secret).
+    given: Mapping[str, str] = field(default_factory=dict)
+
+    def resolve(self, secret_env: str | None, secret_file: str | None) -> list[bytes]:
+        """Read an endpoint's current secret(s); SecretUnavailable names what is wrong, never
+        the secret."""
+        if secret_env:
+            value = self.given.get(secret_env, self.variables.get(secret_env))
+            if value is None:
+                raise SecretUnavailable(f"environment variable {secret_env} is not set")
+            try:
+                return parse_secrets(value)
+            except SecretUnavailable as exc:
+                raise SecretUnavailable(f"{secret_env}: {exc}") from None
+        if secret_file:
+            try:
+                value = Path(secret_file).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise SecretUnavailable(f"secret file {secret_file} cannot be read: "
+                                        f"{type(exc).__name__}") from None
+            try:
+                return parse_secrets(value)
+            except SecretUnavailable as exc:
+                raise SecretUnavailable(f"{secret_file}: {exc}") from None
+        raise SecretUnavailable("the endpoint names no signing secret")
 
 
 def signature(key: bytes, webhook_id: str, timestamp: int, body: bytes) -> str:

@@ -1,9 +1,11 @@
 """The embedded Polku: the ingest API, the stager and the actions worker in one process.
 
-Same code as the distributed services; only the adapters differ. The log is
-`shared.embedded_log` instead of Kafka and the database is one SQLite file instead of
-PostgreSQL, both in `POLKU_DEV_DATA_DIR`. One process owns that directory (a lock file), which
-is what lets the log and the stores skip the coordination several processes would need.
+Same code as the distributed services; only the parts differ. This module chooses them: the
+log is `shared.embedded_log` instead of Kafka and the database is one SQLite file instead of
+PostgreSQL, both in `POLKU_DEV_DATA_DIR`; then it hands them to the same assembling functions
+the distributed apps call (`attach`, `start_stager`, `start_actions`). One process owns that
+directory (a lock file), which is what lets the log and the stores skip the coordination several
+processes would need.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import fcntl
 import logging
 import os
 import secrets
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -23,27 +25,28 @@ from typing import IO
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.actions.consumer import TransitionConsumer
-from services.actions.dispatcher import Dispatcher
-from services.actions.egress import EgressPolicy, guarded_transport
-from services.actions.routes import add_delivery_routes
+from services.actions import routes as delivery_api
+from services.actions.egress import EgressPolicy
+from services.actions.routes import DeliveryApi, add_delivery_routes
 from services.actions.settings import ActionsSettings
+from services.actions.signing import SigningSecrets
+from services.actions.worker import start_actions
 from services.dev.settings import DevSettings
 from services.ingest.app import add_api_routes, attach
 from services.ingest.publish import LogPublisher
+from services.ingest.read_api import read_api_of
 from services.ingest.settings import IngestSettings
 from services.ingest.sources import DuplicateSource, create_source, rotate_key
-from services.stager.consumer import Stager
 from services.stager.settings import StagerSettings
+from services.stager.worker import start_stager
 from shared.clock import Clock, SystemClock
 from shared.db.engine import database_reachable, make_engine
 from shared.db.migrate import upgrade
 from shared.embedded_log import EmbeddedLog
-from shared.journey.journey import Journey
 from shared.journey.loader import load_journeys
 from shared.ops import add_ops_routes
-from shared.runtime import collect_less_often, start_background
-from shared.settings import DatabaseSettings, KafkaSettings, ServiceSettings
+from shared.runtime import start_background
+from shared.settings import DatabaseSettings, ServiceSettings, TopicSettings
 
 log = logging.getLogger("polku.dev")
 
@@ -85,19 +88,20 @@ def lock_data_dir(data_dir: Path) -> IO[str]:
     return handle
 
 
-def demo_secret(data_dir: Path) -> str:
+def demo_secret(settings: DevSettings) -> str:
     """The webhook secret of the example journeys: POLKU_DEMO_WEBHOOK_SECRET if set, else one
     generated once and kept in the data directory (so receivers keep verifying after a
-    restart). Exported to the environment, where the signer and the sink read it."""
-    secret = os.environ.get(DEMO_SECRET_ENV)
-    if not secret:
-        path = data_dir / "webhook-secret"
-        if not path.exists():
-            data_dir.mkdir(parents=True, exist_ok=True)
-            _write_private(path, "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode())
-        secret = path.read_text().strip()
-        os.environ[DEMO_SECRET_ENV] = secret
-    return secret
+    restart). Handed to the signer (`create_app`) and the sink as a value; the environment is
+    left as it is."""
+    given = settings.demo_webhook_secret
+    if given is not None and given.get_secret_value():
+        return given.get_secret_value()
+    data_dir = settings.data_dir
+    path = data_dir / "webhook-secret"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        _write_private(path, "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode())
+    return path.read_text().strip()
 
 
 async def dev_write_key(engine: AsyncEngine, data_dir: Path) -> str:
@@ -120,25 +124,48 @@ def _write_private(path: Path, text: str) -> None:
         handle.write(text + "\n")
 
 
+def write_key_of(app: FastAPI) -> str:
+    """The `dev` source's write key (known once the app's lifespan has started)."""
+    key: str = app.state.write_key
+    return key
+
+
 def create_app(
-    settings: DevSettings | None = None,
+    settings: DevSettings,
+    *,
+    demo_secret: str,
+    environ: Mapping[str, str],
     journeys_dir: Path | None = None,
+    ingest: IngestSettings | None = None,
+    stager: StagerSettings | None = None,
+    actions: ActionsSettings | None = None,
     clock: Clock | None = None,
 ) -> FastAPI:
-    settings = settings or DevSettings()
+    """The embedded Polku; the services' settings not given are read from the environment.
+
+    :param demo_secret: the webhook secret the example journeys sign with (`demo_secret`).
+    :param environ: the process environment. The journeys' `${VAR}`s are expanded in it once,
+        here; the signer looks up the secrets journeys name in it at every attempt (a rotation
+        needs no restart), except POLKU_DEMO_WEBHOOK_SECRET, which is `demo_secret`.
+    """
     clock = clock or SystemClock()
-    topics = KafkaSettings(partitions=settings.partitions)  # only the topic names are used
-    ingest_settings = IngestSettings()
-    stager_settings = StagerSettings()
-    actions_settings = ActionsSettings()
-    if "POLKU_ACTIONS_EGRESS_ALLOW" not in os.environ:
+    topics = TopicSettings().topics
+    ingest_settings = ingest or IngestSettings()
+    stager_settings = stager or StagerSettings()
+    actions_settings = actions or ActionsSettings()
+    if "egress_allow" not in actions_settings.model_fields_set:  # POLKU_ACTIONS_EGRESS_ALLOW
         actions_settings = actions_settings.model_copy(update={"egress_allow": LOOPBACK})
+    egress = EgressPolicy(actions_settings.egress_allow)
+    signing_secrets = SigningSecrets(environ, given={DEMO_SECRET_ENV: demo_secret})
     # Refuse to start on an invalid journey: JourneyError names every problem.
     journeys = load_journeys(journeys_dir or ServiceSettings().journeys_dir,
-                             {**os.environ, SINK_URL_ENV: settings.sink_url})
+                             {**environ, SINK_URL_ENV: settings.sink_url})
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Closed in reverse: the stager and the actions worker stop (the transition consumer,
+        # then the dispatcher finishes the attempts it runs, then the HTTP transport closes),
+        # then log pruning, the database and the lock.
         async with AsyncExitStack() as stack:
             stack.callback(lock_data_dir(settings.data_dir).close)
             await asyncio.to_thread(upgrade, settings.database_url)
@@ -146,55 +173,35 @@ def create_app(
             stack.push_async_callback(engine.dispose)
             app.state.write_key = await dev_write_key(engine, settings.data_dir)
             embedded_log = EmbeddedLog(engine, settings.partitions)
-            app.state.log = embedded_log
-            attach(app, engine, LogPublisher(embedded_log, topics.touchpoints_topic,
+            attach(app, engine, LogPublisher(embedded_log, topics.touchpoints,
                                              ingest_settings.produce_timeout_s),
                    ingest_settings, journeys)
-            await _start_workers(stack, app, embedded_log, topics, stager_settings,
-                                 actions_settings, journeys, clock)
             stopping = asyncio.Event()
             start_background(stack, "log-retention",
                              _prune_log(embedded_log, clock, settings.log_retention_days,
                                         stopping), stopping.set, 10)
-            # The stager's batches dominate what the process allocates (see shared/runtime.py).
-            collect_less_often(50_000, 20, freeze=True)
+            dispatcher = start_actions(
+                stack, consumer=embedded_log.consumer(actions_settings.group_id),
+                writer=embedded_log, engine=engine, settings=actions_settings, topics=topics,
+                journeys=journeys, clock=clock, egress=egress, secrets=signing_secrets,
+            )
+            delivery_api.provide(app, DeliveryApi(engine, actions_settings.delivery_api_token,
+                                                  clock, dispatcher))
+            # Last: it also tunes the garbage collector for the stager's batches, which
+            # dominate what this process allocates, and freezes what start-up created.
+            start_stager(
+                stack, consumer=embedded_log.consumer(stager_settings.group_id),
+                writer=embedded_log, engine=engine, settings=stager_settings, topics=topics,
+                journeys=journeys, clock=clock,
+            )
             yield
 
     app = FastAPI(title="Polku (embedded)", version="0.1.0", description=DESCRIPTION,
                   lifespan=lifespan)
-    app.state.settings = actions_settings  # the deliveries API reads it (admin token)
-    app.state.clock = clock
     add_api_routes(app)
     add_delivery_routes(app)
-    add_ops_routes(app, {"database": lambda: database_reachable(app.state.engine)})
+    add_ops_routes(app, {"database": lambda: database_reachable(read_api_of(app).engine)})
     return app
-
-
-async def _start_workers(
-    stack: AsyncExitStack, app: FastAPI, embedded_log: EmbeddedLog, topics: KafkaSettings,
-    stager_settings: StagerSettings, actions_settings: ActionsSettings,
-    journeys: Sequence[Journey], clock: Clock,
-) -> None:
-    """The stager and the actions worker of the distributed mode, on the embedded log. Closed
-    in reverse: the transition consumer and the stager stop, then the dispatcher finishes the
-    attempts it runs, then the HTTP transport closes."""
-    engine = embedded_log.engine
-    transport = guarded_transport(EgressPolicy(actions_settings.egress_allow))
-    stack.push_async_callback(transport.aclose)
-    dispatcher = Dispatcher(engine, actions_settings, transport, clock)
-    app.state.dispatcher = dispatcher
-    start_background(stack, "actions-dispatcher", dispatcher.run(), dispatcher.stop,
-                     actions_settings.shutdown_grace_s + 15)
-    stager = Stager(topics, stager_settings, engine, embedded_log, journeys, clock,
-                    consumer=embedded_log.consumer(stager_settings.group_id))
-    app.state.stager = stager
-    start_background(stack, "stager", stager.run(), stager.stop, 30)
-    consumer = TransitionConsumer(
-        topics, actions_settings, engine, embedded_log, {j.id: j for j in journeys}, clock,
-        on_created=dispatcher.wake, first_delay=dispatcher.schedule.first_delay,
-        consumer=embedded_log.consumer(actions_settings.group_id),
-    )
-    start_background(stack, "actions-consumer", consumer.run(), consumer.stop, 30)
 
 
 async def _prune_log(embedded_log: EmbeddedLog, clock: Clock, retention_days: float,

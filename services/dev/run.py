@@ -7,13 +7,16 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import uvicorn
 
-from services.dev.app import DEMO_SECRET_ENV, create_app, demo_secret, lock_data_dir
+from services.actions.settings import ActionsSettings
+from services.dev.app import create_app, demo_secret, lock_data_dir, write_key_of
 from services.dev.demo import run_demo
 from services.dev.settings import DevSettings
 from services.dev.sink import create_sink
+from services.ingest.settings import IngestSettings
 from shared.serve import configure_logging
 
 
@@ -50,20 +53,26 @@ def banner(settings: DevSettings, write_key: str, demo: bool) -> str:
     return "\n".join(lines)
 
 
-async def serve_dev(settings: DevSettings, demo: bool, log_level: str) -> None:
+async def serve_dev(settings: DevSettings, demo: bool, log_level: str, *,
+                    journeys_dir: Path | None = None, ingest: IngestSettings | None = None,
+                    actions: ActionsSettings | None = None) -> None:
+    """Serve until stopped; settings not given are read from the environment."""
     lock_data_dir(settings.data_dir).close()  # a clear message now, not a failed start-up
-    secret = demo_secret(settings.data_dir)
+    secret = demo_secret(settings)
     configure_logging(log_level)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # the demo's own requests
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    app = create_app(settings)
+    # The one place the embedded mode reads the process environment as a whole (the services'
+    # settings classes read their own variables); see create_app for what it is used for.
+    app = create_app(settings, demo_secret=secret, environ=os.environ, journeys_dir=journeys_dir,
+                     ingest=ingest, actions=actions)
     api = uvicorn.Server(uvicorn.Config(
         app, host=settings.host, port=settings.port, log_level=log_level,
         access_log=False, timeout_graceful_shutdown=20,
     ))
     sink = _SecondaryServer(uvicorn.Config(
         # Loopback only, whatever the API binds: the sink has no token (DevSettings.sink_url).
-        create_sink(lambda: os.environ.get(DEMO_SECRET_ENV, secret)), host="127.0.0.1",
+        create_sink(lambda: secret), host="127.0.0.1",
         port=settings.sink_port, log_level="warning", access_log=False, lifespan="off",
     ))
     sink_task = asyncio.create_task(sink.serve(), name="sink")
@@ -73,7 +82,7 @@ async def serve_dev(settings: DevSettings, demo: bool, log_level: str) -> None:
     stop_demo = asyncio.Event()
     demo_task = None
     if api.started:
-        write_key = app.state.write_key
+        write_key = write_key_of(app)
         print(banner(settings, write_key, demo), flush=True)
         if demo:
             demo_task = asyncio.create_task(run_demo(

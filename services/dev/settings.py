@@ -1,17 +1,19 @@
-"""Embedded-mode configuration (`POLKU_DEV_*`). The services' own settings still apply:
-POLKU_INGEST_*, POLKU_STAGER_*, POLKU_ACTIONS_* and the topic names of POLKU_KAFKA_*."""
+"""Embedded-mode configuration (`POLKU_DEV_*`, and the demo's POLKU_DEMO_WEBHOOK_SECRET). The
+services' own settings still apply: POLKU_INGEST_*, POLKU_STAGER_*, POLKU_ACTIONS_* and the
+topic names of POLKU_KAFKA_*."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SINK_BASE = "http://127.0.0.1"
 
 
 class DevSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="POLKU_DEV_")
+    model_config = SettingsConfigDict(env_prefix="POLKU_DEV_", populate_by_name=True)
 
     # Everything the embedded mode keeps: the SQLite file (state and log), its lock, the demo
     # write key and webhook secret.
@@ -29,6 +31,10 @@ class DevSettings(BaseSettings):
     log_retention_days: float = 0.0
     # Demo traffic: new demo contacts per second, each walking its persona's script.
     demo_contacts_per_s: float = 1.0
+    # The webhook secret the example journeys sign with (their webhooks name this variable);
+    # unset, one is generated once and kept in the data directory (services/dev/app.py).
+    demo_webhook_secret: SecretStr | None = Field(
+        default=None, validation_alias="POLKU_DEMO_WEBHOOK_SECRET")
 
     @property
     def sink_url(self) -> str:

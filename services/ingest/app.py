@@ -1,4 +1,9 @@
-"""The ingest service: Segment-compatible HTTP API in front of the touchpoints topic."""
+"""The ingest service: Segment-compatible HTTP API in front of the touchpoints topic.
+
+The distributed run mode chooses Kafka and PostgreSQL here; `attach` gives the API what it
+serves from, and `polku dev` (services/dev/app.py) calls the same `attach` with the embedded log
+and SQLite.
+"""
 
 from __future__ import annotations
 
@@ -15,11 +20,11 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.ingest import metrics, read_api
+from services.ingest import metrics, read_api, routes
 from services.ingest.errors import IngestError
 from services.ingest.intake import Intake
 from services.ingest.publish import KafkaPublisher, Publisher
-from services.ingest.routes import router
+from services.ingest.read_api import ReadApi, read_api_of
 from services.ingest.schemas import component_schemas
 from services.ingest.settings import IngestSettings
 from services.ingest.sources import SourceDirectory
@@ -89,7 +94,7 @@ def create_app(
             "kafka": lambda: broker_reachable(kafka),
             "producer": producer_ready,
             "topics": TopicDurability(kafka, [kafka.touchpoints_topic]),
-            "database": lambda: database_reachable(app.state.engine),
+            "database": lambda: database_reachable(read_api_of(app).engine),
         },
     )
     return app
@@ -98,7 +103,7 @@ def create_app(
 def add_api_routes(app: FastAPI) -> None:
     """The Segment-compatible API and the read API, with their error answers and metrics.
     Both modes mount these: `attach` gives them what they serve from."""
-    app.include_router(router)
+    app.include_router(routes.router)
     app.include_router(read_api.router)
     app.add_exception_handler(IngestError, refused)  # type: ignore[arg-type]
     app.add_middleware(metrics.RequestMetrics)
@@ -107,16 +112,15 @@ def add_api_routes(app: FastAPI) -> None:
 
 def attach(app: FastAPI, engine: AsyncEngine, publisher: Publisher, settings: IngestSettings,
            journeys: Sequence[Journey]) -> None:
-    """Point the API routes at a database and a log (Kafka or the embedded one)."""
-    app.state.engine = engine
-    app.state.journeys = {j.id: j for j in journeys}  # by id, for the read API
-    app.state.read_token = settings.read_token
-    app.state.intake = Intake(
+    """Point the API routes at a database and a log (Kafka or the embedded one): the one
+    place both run modes assemble ingest, from the parts they chose."""
+    routes.provide(app, Intake(
         settings,
         SourceDirectory(engine, settings.key_cache_ttl_s, settings.key_lookup_timeout_s,
                         lookups_per_s=settings.key_lookups_per_s),
         publisher,
-    )
+    ))
+    read_api.provide(app, ReadApi(engine, {j.id: j for j in journeys}, settings.read_api_token))
 
 
 async def connect(publisher: KafkaPublisher, kafka: KafkaSettings, retry_s: float = 1.0) -> None:

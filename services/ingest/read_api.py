@@ -4,20 +4,47 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.ingest.settings import READ_TOKEN_SETTING
-from shared.bearer import require_bearer
+from shared.bearer import ApiToken, require_bearer
 from shared.db.tables import contact_states, transitions
 from shared.journey.journey import Journey
 from shared.journey.state import ContactState
 
 
-def _authorised(request: Request) -> None:
-    require_bearer(request, request.app.state.read_token, READ_TOKEN_SETTING)
+@dataclass(frozen=True, slots=True)
+class ReadApi:
+    """What the read API serves from, handed over once when the app starts (`provide`)."""
+
+    engine: AsyncEngine
+    journeys: Mapping[str, Journey]  # by id
+    token: ApiToken  # the read token (IngestSettings.read_api_token)
+
+
+def provide(app: FastAPI, api: ReadApi) -> None:
+    """Give the read routes of `app` what they serve from (in its lifespan, before serving)."""
+    app.state.read_api = api
+
+
+def read_api_of(app: FastAPI) -> ReadApi:
+    api: ReadApi = app.state.read_api
+    return api
+
+
+def _read_api(request: Request) -> ReadApi:
+    return read_api_of(request.app)
+
+
+Api = Annotated[ReadApi, Depends(_read_api)]
+
+
+def _authorised(request: Request, api: Api) -> None:
+    require_bearer(request, api.token.value, api.token.setting)
 
 
 router = APIRouter(prefix="/v1", tags=["read"], dependencies=[Depends(_authorised)])
@@ -33,8 +60,7 @@ def _touch(touch: Any) -> dict[str, str] | None:
 
 
 @router.get("/journeys", summary="Journeys loaded from the journeys directory")
-async def list_journeys(request: Request) -> dict[str, Any]:
-    journeys: Mapping[str, Journey] = request.app.state.journeys
+async def list_journeys(api: Api) -> dict[str, Any]:
     return {
         "journeys": [
             {
@@ -43,7 +69,7 @@ async def list_journeys(request: Request) -> dict[str, Any]:
                 "labels": j.labels.as_json(),
                 "stages": [{"id": s.id, "labels": s.labels.as_json()} for s in j.stages],
             }
-            for j in journeys.values()
+            for j in api.journeys.values()
         ]
     }
 
@@ -53,9 +79,9 @@ async def list_journeys(request: Request) -> dict[str, Any]:
     summary="A contact's current stage, touches and transition history in every journey",
     responses={404: {"description": "No journey has seen this contact"}},
 )
-async def get_contact(contact_id: str, request: Request) -> dict[str, Any]:
-    journeys: Mapping[str, Journey] = request.app.state.journeys
-    async with request.app.state.engine.connect() as conn:
+async def get_contact(contact_id: str, api: Api) -> dict[str, Any]:
+    journeys = api.journeys
+    async with api.engine.connect() as conn:
         states = (
             await conn.execute(
                 sa.select(contact_states.c.state).where(contact_states.c.contact == contact_id)

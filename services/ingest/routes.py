@@ -7,9 +7,9 @@ turned into responses by the one handler in app.py.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from services.ingest import metrics
@@ -40,9 +40,21 @@ def _operation(endpoint: str) -> dict[str, Any]:
     return {"requestBody": request_body(endpoint), "security": [{"writeKey": []}, {}]}
 
 
-def _intake(request: Request) -> Intake:
-    intake: Intake = request.app.state.intake
+def provide(app: FastAPI, intake: Intake) -> None:
+    """Give the tracking routes of `app` the intake they hand requests to (in its lifespan)."""
+    app.state.intake = intake
+
+
+def intake_of(app: FastAPI) -> Intake:
+    intake: Intake = app.state.intake
     return intake
+
+
+def _intake(request: Request) -> Intake:
+    return intake_of(request.app)
+
+
+IntakeDep = Annotated[Intake, Depends(_intake)]
 
 
 async def _source_from_header(intake: Intake, request: Request) -> Source | None:
@@ -55,8 +67,7 @@ def _accepted(accepted: int, rejected: Sequence[Rejection]) -> JSONResponse:
                          "rejected": [r.as_json() for r in rejected]})
 
 
-async def _single(request: Request, kind: str) -> JSONResponse:
-    intake = _intake(request)
+async def _single(request: Request, intake: Intake, kind: str) -> JSONResponse:
     # A header key is checked before the body is read, so bad keys cost no parsing.
     source = await _source_from_header(intake, request)
     body = await read_json(request, intake.settings.max_event_bytes)
@@ -69,8 +80,8 @@ async def _single(request: Request, kind: str) -> JSONResponse:
 
 
 def _single_route(kind: str, summary: str) -> None:
-    async def endpoint(request: Request) -> JSONResponse:
-        return await _single(request, kind)
+    async def endpoint(request: Request, intake: IntakeDep) -> JSONResponse:
+        return await _single(request, intake, kind)
 
     endpoint.__name__ = kind
     router.add_api_route(
@@ -91,8 +102,7 @@ _single_route("alias", "Merge a previous id into a userId")
     "/batch", summary="Up to 2,500 calls of any type in one request", responses=RESPONSES,
     openapi_extra=_operation("batch"), response_class=JSONResponse,
 )
-async def batch(request: Request) -> JSONResponse:
-    intake = _intake(request)
+async def batch(request: Request, intake: IntakeDep) -> JSONResponse:
     settings = intake.settings
     source = await _source_from_header(intake, request)
     body = await read_json(request, settings.max_batch_bytes)

@@ -15,7 +15,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -26,7 +26,6 @@ from services.stager.settings import StagerSettings
 from services.stager.store import (
     DEDUPE_PURGE_EVERY,
     Partition,
-    Topics,
     apply_batch,
     dead_letter_record,
     fire_timers,
@@ -34,12 +33,12 @@ from services.stager.store import (
     stage_counts,
     stored_offsets,
 )
+from services.stager.store import Topics as OutboxTopics
 from shared.clock import Clock
 from shared.failures import failure_reason, failure_text, is_outage, isolate
 from shared.journey.journey import Journey
-from shared.kafka import group_consumer
-from shared.settings import KafkaSettings
 from shared.streams import RecordConsumer, RecordWriter
+from shared.wire import Topics
 
 log = logging.getLogger(__name__)
 
@@ -55,39 +54,31 @@ class _SeekToStoredOffsets(ConsumerRebalanceListener):  # type: ignore[misc]
         await self.stager.seek_assigned(assigned)
 
 
-def kafka_consumer(kafka: KafkaSettings, settings: StagerSettings) -> AIOKafkaConsumer:
-    return group_consumer(
-        kafka, settings.group_id,
-        session_timeout_ms=settings.session_timeout_ms,
-        heartbeat_interval_ms=settings.heartbeat_interval_ms,
-        max_partition_fetch_bytes=4 * 1024 * 1024,
-        fetch_min_bytes=settings.fetch_min_bytes,
-        fetch_max_wait_ms=settings.fetch_max_wait_ms,
-    )
-
-
 class Stager:
     """One stager instance: a consumer group member plus its timers and outbox publisher."""
 
     def __init__(
         self,
-        kafka: KafkaSettings,
-        settings: StagerSettings,
-        engine: AsyncEngine,
+        consumer: RecordConsumer,
         writer: RecordWriter,
+        engine: AsyncEngine,
+        settings: StagerSettings,
+        topics: Topics,
         journeys: Sequence[Journey],
         clock: Clock,
-        consumer: RecordConsumer | None = None,
     ) -> None:
-        """`consumer` defaults to a Kafka consumer in the stager's group (see kafka_consumer)."""
-        self.kafka = kafka
-        self.settings = settings
-        self.engine = engine
+        """Every part is handed in (services/stager/worker.py assembles them): `consumer` is a
+        member of the stager's group on Kafka (services/stager/app.py) or on the embedded log
+        (services/dev/app.py); `writer` appends to the same log."""
+        self.consumer = consumer
         self.writer = writer
+        self.engine = engine
+        self.settings = settings
+        self.topics = topics
         self.journeys = list(journeys)
         self.clock = clock
-        self.topics = Topics(kafka.transitions_topic, kafka.dead_letter_topic)
-        self.consumer: RecordConsumer = consumer or kafka_consumer(kafka, settings)
+        # The topics the store's outbox rows are published to.
+        self.outbox_topics = OutboxTopics(topics.transitions, topics.dead_letters)
         self._stopping = asyncio.Event()
         self._next_timer_sweep = 0.0
         self._next_gauge_update = 0.0
@@ -97,7 +88,7 @@ class Stager:
 
     async def seek_assigned(self, assigned: list[TopicPartition]) -> None:
         offsets = await stored_offsets(self.engine, self.settings.group_id,
-                                       self.kafka.touchpoints_topic)
+                                       self.topics.touchpoints)
         for tp in assigned:
             if tp.partition in offsets:
                 self.consumer.seek(tp, offsets[tp.partition])
@@ -114,7 +105,7 @@ class Stager:
         self._stopping.set()
 
     async def run(self) -> None:
-        self.consumer.subscribe([self.kafka.touchpoints_topic],
+        self.consumer.subscribe([self.topics.touchpoints],
                                 listener=_SeekToStoredOffsets(self))
         await self.consumer.start()
         try:
@@ -183,7 +174,7 @@ class Stager:
     async def apply(self, tp: TopicPartition, records: list[Record]) -> None:
         started = time.perf_counter()
         where = Partition(self.settings.group_id, tp.topic, tp.partition)
-        result = await apply_batch(self.engine, where, records, self.journeys, self.topics)
+        result = await apply_batch(self.engine, where, records, self.journeys, self.outbox_topics)
         if result.skipped and result.next_offset is not None:
             # Another instance applied these while it owned the partition; resume after them.
             self._seek(tp, result.next_offset)
@@ -205,14 +196,14 @@ class Stager:
             # A batch that wrote nothing to the outbox skips the look; rows an earlier owner
             # left behind go out with the next timer sweep (every timer_interval_s).
             await publish_outbox(self.engine, self.writer, tp.partition,
-                                 self.kafka.dead_letter_topic)
+                                 self.topics.dead_letters)
 
     async def set_aside(self, tp: TopicPartition, record: Record, error: Exception) -> None:
         """Dead-letter one record the stager cannot apply (it is not an outage: see isolate)."""
         where = Partition(self.settings.group_id, tp.topic, tp.partition)
         dead = DeadLetter(record.offset, record.key, record.value, failure_reason(error),
                           failure_text(error))
-        if not await dead_letter_record(self.engine, where, dead, self.topics):
+        if not await dead_letter_record(self.engine, where, dead, self.outbox_topics):
             return
         metrics.EVENTS.labels("dead_letter").inc()
         metrics.DEAD_LETTERS.labels(dead.reason).inc()
@@ -220,7 +211,7 @@ class Stager:
         log.warning("dead-lettered offset %d of partition %d: %s (%s)", record.offset,
                     tp.partition, dead.reason, type(error).__name__)
         await publish_outbox(self.engine, self.writer, tp.partition,
-                             self.kafka.dead_letter_topic)
+                             self.topics.dead_letters)
 
     async def timer_time(self, tp: TopicPartition) -> datetime | None:
         """The instant up to which a partition's timers may fire (None: not yet).
@@ -250,15 +241,15 @@ class Stager:
                 continue
             where = Partition(self.settings.group_id, tp.topic, tp.partition)
             while True:
-                changes = await fire_timers(self.engine, where, self.journeys, now, self.topics,
-                                            self.settings.timer_batch)
+                changes = await fire_timers(self.engine, where, self.journeys, now,
+                                            self.outbox_topics, self.settings.timer_batch)
                 for journey_id, _ in changes.states:
                     metrics.TIMERS_FIRED.labels(journey_id).inc()
                 self._count(changes)
                 if len(changes.states) < self.settings.timer_batch:
                     break
             await publish_outbox(self.engine, self.writer, tp.partition,
-                                 self.kafka.dead_letter_topic)
+                                 self.topics.dead_letters)
 
     async def update_gauges(self) -> None:
         assignment = list(self.consumer.assignment())

@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.ingest.read_api import read_api_of
 from services.ingest.settings import IngestSettings
 from services.ingest.sources import (
     LookupsExhausted,
@@ -191,7 +192,7 @@ async def test_a_flood_of_random_keys_neither_evicts_valid_keys_nor_refuses_thei
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                           base_url="http://ingest") as client,
     ):
-        queried = QueriedKeys(app.state.engine)
+        queried = QueriedKeys(read_api_of(app).engine)
         valid_digest = hash_key(key)
         track = {"userId": "u-1", "event": "Order Completed"}
         assert (await client.post("/v1/track", json=track, headers=basic(key))).status_code == 200

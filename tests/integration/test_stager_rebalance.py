@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.stager.app import kafka_consumer
 from services.stager.consumer import Stager
 from services.stager.processing import Record
 from services.stager.settings import StagerSettings
@@ -39,8 +40,8 @@ async def test_a_batch_for_a_partition_revoked_meanwhile_neither_crashes_nor_see
                               heartbeat_interval_ms=500)
     producer = durable_producer(topic_names)
     await producer.start()
-    stager = Stager(topic_names, settings, engine, KafkaWriter(producer),
-                    load_journeys(JOURNEYS), ManualClock())
+    stager = Stager(kafka_consumer(topic_names, settings), KafkaWriter(producer), engine,
+                    settings, topic_names.topics, load_journeys(JOURNEYS), ManualClock())
     stager.consumer.subscribe([topic_names.touchpoints_topic])
     await stager.consumer.start()
     other = group_consumer(topic_names, group_id, session_timeout_ms=6000,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import time
 from pathlib import Path
 
@@ -12,14 +13,16 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 from services.actions.signing import (
     SecretUnavailable,
+    SigningSecrets,
     parse_secret,
-    resolve_secrets,
     sign_headers,
 )
 
 NEW = "whsec_" + base64.b64encode(b"n" * 32).decode()
 OLD = "whsec_" + base64.b64encode(b"o" * 24).decode()
 BODY = '{"type":"contact.stage_changed","contact":"Äijä-1"}'.encode()
+# What the distributed actions worker signs with: the process environment, read at every attempt.
+resolve_secrets = SigningSecrets(os.environ).resolve
 
 
 def test_a_signed_delivery_verifies_with_standardwebhooks() -> None:
@@ -75,3 +78,19 @@ def test_a_missing_variable_or_file_is_reported(tmp_path: Path) -> None:
         resolve_secrets("POLKU_TEST_UNSET_SECRET", None)
     with pytest.raises(SecretUnavailable, match="cannot be read"):
         resolve_secrets(None, str(tmp_path / "missing"))
+
+
+def test_a_secret_handed_over_as_a_value_is_found_without_touching_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """How `polku dev` passes its demo secret: beside the environment, not written into it."""
+    monkeypatch.delenv("POLKU_TEST_DEMO_SECRET", raising=False)
+    secrets = SigningSecrets(os.environ, given={"POLKU_TEST_DEMO_SECRET": NEW})
+    assert secrets.resolve("POLKU_TEST_DEMO_SECRET", None) == [b"n" * 32]
+    assert "POLKU_TEST_DEMO_SECRET" not in os.environ
+    # The other variables are still read from the environment at every attempt: a rotation
+    # needs no restart.
+    monkeypatch.setenv("POLKU_TEST_HOOK_SECRET", NEW)
+    assert secrets.resolve("POLKU_TEST_HOOK_SECRET", None) == [b"n" * 32]
+    monkeypatch.setenv("POLKU_TEST_HOOK_SECRET", OLD)
+    assert secrets.resolve("POLKU_TEST_HOOK_SECRET", None) == [b"o" * 24]

@@ -19,7 +19,7 @@ from shared.db.migrate import upgrade
 from shared.db.tables import contact_states
 from shared.embedded_log import EmbeddedLog
 from shared.journey.loader import load_journeys
-from shared.settings import DatabaseSettings, KafkaSettings
+from shared.settings import DatabaseSettings, TopicSettings
 from shared.streams import OutRecord
 from tests.messages import touchpoint
 from tests.stager_harness import JOURNEYS
@@ -31,7 +31,7 @@ async def test_the_embedded_stager_dead_letters_a_poison_and_applies_what_follow
     url = f"sqlite+aiosqlite:///{tmp_path / 'polku.db'}"
     await asyncio.to_thread(upgrade, url)
     engine = make_engine(DatabaseSettings(url_override=url))
-    topics = KafkaSettings(partitions=1)
+    topics = TopicSettings()
     log = EmbeddedLog(engine, partitions=1)
     now = datetime.now(UTC)
     overflow = touchpoint("embedded-poison", datetime(9999, 12, 31, tzinfo=UTC),
@@ -43,8 +43,8 @@ async def test_the_embedded_stager_dead_letters_a_poison_and_applies_what_follow
         OutRecord(topics.touchpoints_topic, b"k", json.dumps(valid).encode()),
     ])
     settings = StagerSettings(poll_timeout_ms=50)
-    stager = Stager(topics, settings, engine, log, load_journeys(JOURNEYS), ManualClock(now),
-                    consumer=log.consumer(settings.group_id))
+    stager = Stager(log.consumer(settings.group_id), log, engine, settings, topics.topics,
+                    load_journeys(JOURNEYS), ManualClock(now))
     running = asyncio.create_task(stager.run())
     try:
         deadline = time.monotonic() + 10
