@@ -8,6 +8,11 @@
   most twice that many of an endpoint's deliveries (the second half waits in memory to follow
   the running ones without a database round trip), so one backlog never fills a worker.
 - Results are written in small batches; the next attempt's time is stored with the delivery.
+- What is an outage is decided by shared.failures, as for the consumers. An outage is waited
+  out. Anything else here is a bug or a statement the database refuses whatever the data:
+  there is no record to set aside, so it is logged with its traceback and tried again at the
+  same pace, never faster; the worker stays up (a crash would stop nothing less, and in
+  `polku dev` would take ingest and the stager down with it).
 """
 
 from __future__ import annotations
@@ -21,7 +26,6 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import httpx
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.actions import metrics
@@ -43,11 +47,10 @@ from services.actions.store import (
 )
 from shared.clock import Clock
 from shared.failures import is_outage
+from shared.poll_loop import backoff
 
 log = logging.getLogger(__name__)
 
-# Failures of the database that pass by themselves; anything else is a bug.
-TRANSIENT = (SQLAlchemyError, OSError, TimeoutError)
 GONE_HOLD_S = 30.0
 # Claimed deliveries per endpoint, as a multiple of its concurrency (see Dispatcher.window).
 PREFETCH = 2
@@ -113,9 +116,15 @@ class Dispatcher:
                 self._wake.clear()
                 try:
                     claimed = await self.dispatch_once()
-                except TRANSIENT as exc:
-                    log.warning("claiming deliveries failed (%s); retrying", type(exc).__name__)
-                    await self._sleep(1.0)
+                except Exception as exc:
+                    if is_outage(exc):
+                        log.warning("claiming deliveries failed (%s); retrying",
+                                    type(exc).__name__)
+                        await self._sleep(1.0)
+                    else:
+                        log.exception("claiming deliveries failed (%s), not an outage; "
+                                      "retrying", type(exc).__name__)
+                        await backoff(self._stopping)  # wake() must not make it loop hot
                     continue
                 if claimed == 0:
                     await self._sleep(self.settings.dispatch_poll_s)
@@ -370,31 +379,46 @@ class Dispatcher:
         try:
             while await purge_finished(self.engine, cutoff, PURGE_BATCH) == PURGE_BATCH:
                 pass  # each batch is its own short transaction
-        except TRANSIENT as exc:
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
             log.warning("purging old deliveries failed (%s)", type(exc).__name__)
 
     # -- gauges --------------------------------------------------------------------------------
 
     async def _gauge_loop(self) -> None:
-        """Backlog gauges, breaker states and, now and then, the retention purge."""
+        """Backlog gauges, breaker states and, now and then, the retention purge.
+
+        A round that fails for another reason than an outage is logged with its traceback and
+        the next round comes after the same interval: the loop neither dies unnoticed (it would
+        only surface at shutdown) nor spins."""
         known: set[str] = set()
         next_purge = 0.0
         while True:
-            if self.monotonic() >= next_purge:
-                next_purge = self.monotonic() + PURGE_EVERY_S
-                await self._purge()
             try:
-                pending, dead = await backlog(self.engine)
-            except TRANSIENT:
-                pending, dead = {}, {}
-            else:
-                for endpoint in known | set(pending) | set(dead):
-                    metrics.RETRIES_PENDING.labels(endpoint).set(pending.get(endpoint, 0))
-                    metrics.DEAD_LETTERS_STORED.labels(endpoint).set(dead.get(endpoint, 0))
-                known |= set(pending) | set(dead)
-            for endpoint, breaker in self.breakers.items():
-                metrics.BREAKER_STATE.labels(endpoint).set(int(breaker.state))
+                if self.monotonic() >= next_purge:
+                    next_purge = self.monotonic() + PURGE_EVERY_S
+                    await self._purge()
+                await self._update_gauges(known)
+            except Exception as exc:
+                log.exception("housekeeping failed (%s), not an outage; next round in %g s",
+                              type(exc).__name__, self.settings.gauge_interval_s)
             await asyncio.sleep(self.settings.gauge_interval_s)
+
+    async def _update_gauges(self, known: set[str]) -> None:
+        """`known`: the endpoints that had a gauge, so one whose backlog emptied reads 0."""
+        try:
+            pending, dead = await backlog(self.engine)
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+        else:
+            for endpoint in known | set(pending) | set(dead):
+                metrics.RETRIES_PENDING.labels(endpoint).set(pending.get(endpoint, 0))
+                metrics.DEAD_LETTERS_STORED.labels(endpoint).set(dead.get(endpoint, 0))
+            known |= set(pending) | set(dead)
+        for endpoint, breaker in self.breakers.items():
+            metrics.BREAKER_STATE.labels(endpoint).set(int(breaker.state))
 
 
 def _log_attempt(level: int, what: str, delivery: Delivery, attempt_number: int,
