@@ -23,7 +23,7 @@ import logging
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -31,13 +31,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.actions import metrics
 from services.actions.attempt import Outcome, Result, attempt
 from services.actions.breaker import Breaker, BreakerState
+from services.actions.outcome import NextState, Verdict, next_state
 from services.actions.retry import RetrySchedule
 from services.actions.settings import ActionsSettings
 from services.actions.signing import SecretUnavailable, resolve_secrets
 from services.actions.store import (
-    DELIVERED,
     FAILED,
-    PENDING,
     AttemptResult,
     Delivery,
     backlog,
@@ -293,39 +292,21 @@ class Dispatcher:
         )
 
     def result(self, delivery: Delivery, token: str, outcome: Outcome) -> AttemptResult:
-        """The delivery's next state after this attempt, per the retry schedule."""
+        """The delivery's next state after this attempt (outcome.next_state), counted and
+        logged, as the write-behind stores it."""
         now = self.clock.now()
         endpoint = delivery.endpoint_id
-
-        def done(status: str, label: str, error: str | None = outcome.error,
-                 next_at: datetime | None = None) -> AttemptResult:
-            metrics.ATTEMPTS.labels(endpoint, label).inc()
-            if status == FAILED:
-                metrics.DEAD_LETTERS.labels(endpoint).inc()
-            return AttemptResult(delivery.id, token, endpoint, status, now, next_at,
-                                 outcome.http_status, error, outcome.result is Result.GONE)
-
-        attempts_made = delivery.attempts + 1
-        if outcome.result is Result.DELIVERED:
-            return done(DELIVERED, "delivered", None)
-        if outcome.result is Result.GONE:
+        state = next_state(delivery, outcome, self.schedule, now)
+        if state.verdict is Verdict.GONE:
             metrics.ENDPOINTS_DISABLED.labels(endpoint).inc()
-            _log_attempt(logging.WARNING, "endpoint answered 410 Gone, disabled until an "
-                         "operator enables it; dead-lettered", delivery, attempts_made, outcome)
-            return done(FAILED, "gone")
-        if outcome.result is Result.REFUSED:
-            _log_attempt(logging.WARNING, "refused, dead-lettered without retry", delivery,
-                         attempts_made, outcome)
-            return done(FAILED, "refused")
-        delay = self.schedule.next_delay(attempts_made, outcome.retry_after_s)
-        if delay is None:
-            _log_attempt(logging.WARNING, "failed, dead-lettered: the retry schedule is "
-                         "exhausted", delivery, attempts_made, outcome)
-            return done(FAILED, "dead_letter",
-                        f"gave up after {attempts_made} attempts; last: {outcome.error}")
-        _log_attempt(logging.WARNING, f"failed, next attempt in {delay:.1f} s", delivery,
-                     attempts_made, outcome)
-        return done(PENDING, "retry", next_at=now + timedelta(seconds=delay))
+        if state.verdict is not Verdict.DELIVERED:
+            _log_attempt(state, delivery, outcome)
+        metrics.ATTEMPTS.labels(endpoint, state.verdict.value).inc()
+        if state.status == FAILED:
+            metrics.DEAD_LETTERS.labels(endpoint).inc()
+        return AttemptResult(delivery.id, token, endpoint, state.status, now,
+                             state.next_attempt_at, outcome.http_status, state.error,
+                             state.verdict is Verdict.GONE)
 
     def _release(self, delivery_id: str, token: str) -> None:
         self._released.append((delivery_id, token))
@@ -421,10 +402,17 @@ class Dispatcher:
             metrics.BREAKER_STATE.labels(endpoint).set(int(breaker.state))
 
 
-def _log_attempt(level: int, what: str, delivery: Delivery, attempt_number: int,
-                 outcome: Outcome) -> None:
+def _log_attempt(state: NextState, delivery: Delivery, outcome: Outcome) -> None:
     """One line per failed attempt. Names the delivery, its endpoint and journey by id; never
     the contact, the body, the receiver's answer or the URL (a query string may hold a token)."""
-    log.log(level, "webhook delivery %s to endpoint %s (journey %s) attempt %d %s "
-            "(status %s, error %s)", delivery.id, delivery.endpoint_id, delivery.journey_id,
-            attempt_number, what, outcome.http_status or "-", outcome.kind or "-")
+    if state.verdict is Verdict.GONE:
+        what = "endpoint answered 410 Gone, disabled until an operator enables it; dead-lettered"
+    elif state.verdict is Verdict.REFUSED:
+        what = "refused, dead-lettered without retry"
+    elif state.verdict is Verdict.EXHAUSTED:
+        what = "failed, dead-lettered: the retry schedule is exhausted"
+    else:
+        what = f"failed, next attempt in {state.delay_s:.1f} s"
+    log.warning("webhook delivery %s to endpoint %s (journey %s) attempt %d %s "
+                "(status %s, error %s)", delivery.id, delivery.endpoint_id, delivery.journey_id,
+                state.attempts_made, what, outcome.http_status or "-", outcome.kind or "-")
