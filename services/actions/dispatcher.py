@@ -32,6 +32,7 @@ from services.actions import metrics
 from services.actions.attempt import Outcome, Result, attempt
 from services.actions.breaker import Breaker, BreakerState
 from services.actions.outcome import NextState, Verdict, next_state
+from services.actions.results import ResultWriter
 from services.actions.retry import RetrySchedule
 from services.actions.settings import ActionsSettings
 from services.actions.signing import SecretUnavailable, resolve_secrets
@@ -42,7 +43,6 @@ from services.actions.store import (
     backlog,
     claim_due,
     purge_finished,
-    record_results,
 )
 from shared.clock import Clock
 from shared.failures import is_outage
@@ -83,15 +83,11 @@ class Dispatcher:
         self._gone: dict[str, float] = {}
         self._busy: Counter[str] = Counter()
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        # Claimed by this worker and not yet written back: never claimed again meanwhile.
-        self._held: set[str] = set()
         # Claimed deliveries waiting for a free slot of their endpoint, with their claim token.
         self._queued: dict[str, deque[tuple[Delivery, str]]] = {}
-        self._results: list[AttemptResult] = []
-        self._released: list[tuple[str, str]] = []
         self._wake = asyncio.Event()
-        self._flush = asyncio.Event()
         self._stopping = asyncio.Event()
+        self.results = ResultWriter(engine, self._finished)
 
     # -- control -------------------------------------------------------------------------------
 
@@ -107,8 +103,12 @@ class Dispatcher:
     def in_flight(self) -> int:
         return len(self._tasks)
 
+    def _finished(self) -> bool:
+        """Stopping, with no attempt running: no result will come any more."""
+        return self._stopping.is_set() and not self._tasks
+
     async def run(self) -> None:
-        writer = asyncio.create_task(self._write_loop(), name="actions-writer")
+        writer = asyncio.create_task(self.results.run(), name="actions-writer")
         gauges = asyncio.create_task(self._gauge_loop(), name="actions-gauges")
         try:
             while not self._stopping.is_set():
@@ -132,7 +132,7 @@ class Dispatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await gauges
             await self._drain()
-            self._flush.set()
+            self.results.flush()
             await writer
 
     async def _sleep(self, seconds: float) -> None:
@@ -205,10 +205,10 @@ class Dispatcher:
             slots=self.free_slots(),
             default_slots=self.window,
             total=total,
-            exclude=sorted(self._held),
+            exclude=sorted(self.results.held),
         )
         for delivery in claimed:
-            self._held.add(delivery.id)
+            self.results.hold(delivery.id)
             self._queued.setdefault(delivery.endpoint_id, deque()).append((delivery, token))
         for endpoint in {d.endpoint_id for d in claimed}:
             self._start_ready(endpoint)
@@ -235,7 +235,7 @@ class Dispatcher:
     def _release_queued(self, endpoint: str) -> None:
         queue = self._queued.pop(endpoint, deque())
         for delivery, token in queue:
-            self._release(delivery.id, token)
+            self.results.release(delivery.id, token)
 
     # -- attempting ----------------------------------------------------------------------------
 
@@ -251,7 +251,7 @@ class Dispatcher:
         except asyncio.CancelledError:
             # Shutdown cut the attempt short: not an attempt; the next claim sends it again.
             breaker.record_abandoned()
-            self._release(delivery.id, token)
+            self.results.release(delivery.id, token)
             raise
         finally:
             self._busy[endpoint] -= 1
@@ -268,8 +268,7 @@ class Dispatcher:
             breaker.record_abandoned()
         metrics.BREAKER_STATE.labels(endpoint).set(int(breaker.state))
         metrics.ATTEMPT_SECONDS.labels(endpoint).observe(outcome.seconds)
-        self._results.append(self.result(delivery, token, outcome))
-        self._flush.set()
+        self.results.add(self.result(delivery, token, outcome))
         self._start_ready(endpoint)
         self._wake.set()  # room to claim more
 
@@ -308,52 +307,7 @@ class Dispatcher:
                              state.next_attempt_at, outcome.http_status, state.error,
                              state.verdict is Verdict.GONE)
 
-    def _release(self, delivery_id: str, token: str) -> None:
-        self._released.append((delivery_id, token))
-        self._flush.set()
-
-    # -- writing results -----------------------------------------------------------------------
-
-    async def _write_loop(self) -> None:
-        while True:
-            await self._flush.wait()
-            self._flush.clear()
-            await asyncio.sleep(0.005)  # let a few more results join this batch
-            await self.write_pending()
-            if self._stopping.is_set() and not self._tasks:
-                return
-
-    async def write_pending(self) -> None:
-        while self._results or self._released:
-            results, self._results = self._results, []
-            released, self._released = self._released, []
-            try:
-                swept = await record_results(self.engine, results, released)
-            except Exception as exc:
-                if not is_outage(exc):
-                    # Retrying would fail the same way for ever and hold every later result
-                    # back. Dropped results are safe: the leases run out and the deliveries
-                    # are attempted again, with the same webhook-id.
-                    log.error("writing %d results failed (%s); left to their leases",
-                              len(results) + len(released), type(exc).__name__)
-                    self._held.difference_update(r.delivery_id for r in results)
-                    self._held.difference_update(i for i, _ in released)
-                    continue
-                log.warning("writing %d results failed (%s); retrying",
-                            len(results) + len(released), type(exc).__name__)
-                self._results[:0] = results
-                self._released[:0] = released
-                if self._stopping.is_set() and not self._tasks:
-                    # Unwritten results are safe: the leases run out and the deliveries are
-                    # attempted again, with the same webhook-id.
-                    return
-                await asyncio.sleep(1.0)
-                continue
-            if swept:
-                log.warning("endpoint answered 410 Gone: %d waiting deliveries dead-lettered",
-                            swept)
-            self._held.difference_update(r.delivery_id for r in results)
-            self._held.difference_update(i for i, _ in released)
+    # -- housekeeping --------------------------------------------------------------------------
 
     async def _purge(self) -> None:
         cutoff = self.clock.now() - timedelta(days=self.settings.retention_days)
