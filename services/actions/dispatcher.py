@@ -1,5 +1,9 @@
 """Delivers due deliveries: claims them from PostgreSQL, attempts each, records the results.
 
+The dispatcher claims and attempts; beside it, outcome.py decides what becomes of a delivery
+after an attempt (a pure function), results.py writes the results behind, and housekeeping.py
+keeps the gauges and the retention purge.
+
 - Several workers can run: claims skip rows another worker holds and carry a lease; a worker
   killed mid-attempt leaves its deliveries to be claimed again when the lease runs out, so none
   is lost (the receiver may see a webhook-id twice and dedupes on it).
@@ -7,7 +11,8 @@
   `endpoint_concurrency` attempts at a time and its own circuit breaker, and a worker claims at
   most twice that many of an endpoint's deliveries (the second half waits in memory to follow
   the running ones without a database round trip), so one backlog never fills a worker.
-- Results are written in small batches; the next attempt's time is stored with the delivery.
+- Results are written in small batches (results.py); the next attempt's time is stored with
+  the delivery.
 - What is an outage is decided by shared.failures, as for the consumers. An outage is waited
   out. Anything else here is a bug or a statement the database refuses whatever the data:
   there is no record to set aside, so it is logged with its traceback and tried again at the
@@ -31,19 +36,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.actions import metrics
 from services.actions.attempt import Outcome, Result, attempt
 from services.actions.breaker import Breaker, BreakerState
+from services.actions.housekeeping import Housekeeping
 from services.actions.outcome import NextState, Verdict, next_state
 from services.actions.results import ResultWriter
 from services.actions.retry import RetrySchedule
 from services.actions.settings import ActionsSettings
 from services.actions.signing import SecretUnavailable, resolve_secrets
-from services.actions.store import (
-    FAILED,
-    AttemptResult,
-    Delivery,
-    backlog,
-    claim_due,
-    purge_finished,
-)
+from services.actions.store import FAILED, AttemptResult, Delivery, claim_due
 from shared.clock import Clock
 from shared.failures import is_outage
 from shared.poll_loop import backoff
@@ -53,8 +52,6 @@ log = logging.getLogger(__name__)
 GONE_HOLD_S = 30.0
 # Claimed deliveries per endpoint, as a multiple of its concurrency (see Dispatcher.window).
 PREFETCH = 2
-PURGE_EVERY_S = 600.0
-PURGE_BATCH = 5000
 
 
 class Dispatcher:
@@ -88,6 +85,8 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self.results = ResultWriter(engine, self._finished)
+        self.housekeeping = Housekeeping(engine, settings, clock, self.breakers,
+                                         monotonic=monotonic)
 
     # -- control -------------------------------------------------------------------------------
 
@@ -109,7 +108,7 @@ class Dispatcher:
 
     async def run(self) -> None:
         writer = asyncio.create_task(self.results.run(), name="actions-writer")
-        gauges = asyncio.create_task(self._gauge_loop(), name="actions-gauges")
+        gauges = asyncio.create_task(self.housekeeping.run(), name="actions-gauges")
         try:
             while not self._stopping.is_set():
                 self._wake.clear()
@@ -306,54 +305,6 @@ class Dispatcher:
         return AttemptResult(delivery.id, token, endpoint, state.status, now,
                              state.next_attempt_at, outcome.http_status, state.error,
                              state.verdict is Verdict.GONE)
-
-    # -- housekeeping --------------------------------------------------------------------------
-
-    async def _purge(self) -> None:
-        cutoff = self.clock.now() - timedelta(days=self.settings.retention_days)
-        try:
-            while await purge_finished(self.engine, cutoff, PURGE_BATCH) == PURGE_BATCH:
-                pass  # each batch is its own short transaction
-        except Exception as exc:
-            if not is_outage(exc):
-                raise
-            log.warning("purging old deliveries failed (%s)", type(exc).__name__)
-
-    # -- gauges --------------------------------------------------------------------------------
-
-    async def _gauge_loop(self) -> None:
-        """Backlog gauges, breaker states and, now and then, the retention purge.
-
-        A round that fails for another reason than an outage is logged with its traceback and
-        the next round comes after the same interval: the loop neither dies unnoticed (it would
-        only surface at shutdown) nor spins."""
-        known: set[str] = set()
-        next_purge = 0.0
-        while True:
-            try:
-                if self.monotonic() >= next_purge:
-                    next_purge = self.monotonic() + PURGE_EVERY_S
-                    await self._purge()
-                await self._update_gauges(known)
-            except Exception as exc:
-                log.exception("housekeeping failed (%s), not an outage; next round in %g s",
-                              type(exc).__name__, self.settings.gauge_interval_s)
-            await asyncio.sleep(self.settings.gauge_interval_s)
-
-    async def _update_gauges(self, known: set[str]) -> None:
-        """`known`: the endpoints that had a gauge, so one whose backlog emptied reads 0."""
-        try:
-            pending, dead = await backlog(self.engine)
-        except Exception as exc:
-            if not is_outage(exc):
-                raise
-        else:
-            for endpoint in known | set(pending) | set(dead):
-                metrics.RETRIES_PENDING.labels(endpoint).set(pending.get(endpoint, 0))
-                metrics.DEAD_LETTERS_STORED.labels(endpoint).set(dead.get(endpoint, 0))
-            known |= set(pending) | set(dead)
-        for endpoint, breaker in self.breakers.items():
-            metrics.BREAKER_STATE.labels(endpoint).set(int(breaker.state))
 
 
 def _log_attempt(state: NextState, delivery: Delivery, outcome: Outcome) -> None:
