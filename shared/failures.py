@@ -9,8 +9,15 @@ A worker that reads a log can meet two kinds of failure while it applies a recor
   fails the same way for ever and stalls the partition behind it, so the record is set aside on
   the dead-letter topic with the reason, and the records behind it are applied.
 
-`is_outage` is the only place this is decided (the stager, the actions worker and the embedded
-mode all ask it); `isolate` finds the one record a failed batch cannot get past.
+`is_outage` is the only place this is decided (the stager, the actions consumer, the actions
+dispatcher's claim, write-behind and housekeeping, and the embedded mode all ask it); `isolate`
+finds the one record a failed batch cannot get past. Where there is no record to set aside (the
+dispatcher's claim, housekeeping), a failure that is not an outage is a bug: it is logged with
+its traceback and the work tried again at the outage's pace, never faster.
+
+This is aiokafka's `retriable` flag turned into one question: the errors to classify are the
+drivers' (SQLAlchemy and its DBAPI, aiokafka, the OS), not Polku's own, so a hierarchy of Polku
+exceptions would have nothing to carry the flag.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from services.actions.store import create_deliveries
 from shared.clock import Clock
 from shared.failures import failure_reason, failure_text, is_outage, isolate
 from shared.journey import Journey
+from shared.poll_loop import backoff, poll_until_stopped
 from shared.streams import OutRecord, RecordConsumer, RecordWriter
 from shared.wire import Topics
 
@@ -70,13 +71,8 @@ class TransitionConsumer:
         self._stopping.set()
 
     async def run(self) -> None:
-        self.consumer.subscribe([self.topics.transitions])
-        await self.consumer.start()
-        try:
-            while not self._stopping.is_set():
-                await self.poll_once()
-        finally:
-            await self.consumer.stop()
+        await poll_until_stopped(self.consumer, [self.topics.transitions], self.poll_once,
+                                 self._stopping)
 
     async def poll_once(self) -> None:
         batches: Batches = await self.consumer.getmany(
@@ -160,5 +156,4 @@ class TransitionConsumer:
                     reason)
 
     async def _backoff(self) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), 1.0)
+        await backoff(self._stopping)

@@ -1,5 +1,9 @@
 """Delivers due deliveries: claims them from PostgreSQL, attempts each, records the results.
 
+The dispatcher claims and attempts; beside it, outcome.py decides what becomes of a delivery
+after an attempt (a pure function), results.py writes the results behind, and housekeeping.py
+keeps the gauges and the retention purge.
+
 - Several workers can run: claims skip rows another worker holds and carry a lease; a worker
   killed mid-attempt leaves its deliveries to be claimed again when the lease runs out, so none
   is lost (the receiver may see a webhook-id twice and dedupes on it).
@@ -7,7 +11,13 @@
   `endpoint_concurrency` attempts at a time and its own circuit breaker, and a worker claims at
   most twice that many of an endpoint's deliveries (the second half waits in memory to follow
   the running ones without a database round trip), so one backlog never fills a worker.
-- Results are written in small batches; the next attempt's time is stored with the delivery.
+- Results are written in small batches (results.py); the next attempt's time is stored with
+  the delivery.
+- What is an outage is decided by shared.failures, as for the consumers. An outage is waited
+  out. Anything else here is a bug or a statement the database refuses whatever the data:
+  there is no record to set aside, so it is logged with its traceback and tried again at the
+  same pace, never faster; the worker stays up (a crash would stop nothing less, and in
+  `polku dev` would take ingest and the stager down with it).
 """
 
 from __future__ import annotations
@@ -18,41 +28,30 @@ import logging
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import httpx
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.actions import metrics
 from services.actions.attempt import Outcome, Result, attempt
 from services.actions.breaker import Breaker, BreakerState
+from services.actions.housekeeping import Housekeeping
+from services.actions.outcome import NextState, Verdict, next_state
+from services.actions.results import ResultWriter
 from services.actions.retry import RetrySchedule
 from services.actions.settings import ActionsSettings
 from services.actions.signing import SecretUnavailable, SigningSecrets
-from services.actions.store import (
-    DELIVERED,
-    FAILED,
-    PENDING,
-    AttemptResult,
-    Delivery,
-    backlog,
-    claim_due,
-    purge_finished,
-    record_results,
-)
+from services.actions.store import FAILED, AttemptResult, Delivery, claim_due
 from shared.clock import Clock
 from shared.failures import is_outage
+from shared.poll_loop import backoff
 
 log = logging.getLogger(__name__)
 
-# Failures of the database that pass by themselves; anything else is a bug.
-TRANSIENT = (SQLAlchemyError, OSError, TimeoutError)
 GONE_HOLD_S = 30.0
 # Claimed deliveries per endpoint, as a multiple of its concurrency (see Dispatcher.window).
 PREFETCH = 2
-PURGE_EVERY_S = 600.0
-PURGE_BATCH = 5000
 
 
 class Dispatcher:
@@ -83,15 +82,13 @@ class Dispatcher:
         self._gone: dict[str, float] = {}
         self._busy: Counter[str] = Counter()
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        # Claimed by this worker and not yet written back: never claimed again meanwhile.
-        self._held: set[str] = set()
         # Claimed deliveries waiting for a free slot of their endpoint, with their claim token.
         self._queued: dict[str, deque[tuple[Delivery, str]]] = {}
-        self._results: list[AttemptResult] = []
-        self._released: list[tuple[str, str]] = []
         self._wake = asyncio.Event()
-        self._flush = asyncio.Event()
         self._stopping = asyncio.Event()
+        self.results = ResultWriter(engine, self._finished)
+        self.housekeeping = Housekeeping(engine, settings, clock, self.breakers,
+                                         monotonic=monotonic)
 
     # -- control -------------------------------------------------------------------------------
 
@@ -107,17 +104,27 @@ class Dispatcher:
     def in_flight(self) -> int:
         return len(self._tasks)
 
+    def _finished(self) -> bool:
+        """Stopping, with no attempt running: no result will come any more."""
+        return self._stopping.is_set() and not self._tasks
+
     async def run(self) -> None:
-        writer = asyncio.create_task(self._write_loop(), name="actions-writer")
-        gauges = asyncio.create_task(self._gauge_loop(), name="actions-gauges")
+        writer = asyncio.create_task(self.results.run(), name="actions-writer")
+        gauges = asyncio.create_task(self.housekeeping.run(), name="actions-gauges")
         try:
             while not self._stopping.is_set():
                 self._wake.clear()
                 try:
                     claimed = await self.dispatch_once()
-                except TRANSIENT as exc:
-                    log.warning("claiming deliveries failed (%s); retrying", type(exc).__name__)
-                    await self._sleep(1.0)
+                except Exception as exc:
+                    if is_outage(exc):
+                        log.warning("claiming deliveries failed (%s); retrying",
+                                    type(exc).__name__)
+                        await self._sleep(1.0)
+                    else:
+                        log.exception("claiming deliveries failed (%s), not an outage; "
+                                      "retrying", type(exc).__name__)
+                        await backoff(self._stopping)  # wake() must not make it loop hot
                     continue
                 if claimed == 0:
                     await self._sleep(self.settings.dispatch_poll_s)
@@ -126,7 +133,7 @@ class Dispatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await gauges
             await self._drain()
-            self._flush.set()
+            self.results.flush()
             await writer
 
     async def _sleep(self, seconds: float) -> None:
@@ -199,10 +206,10 @@ class Dispatcher:
             slots=self.free_slots(),
             default_slots=self.window,
             total=total,
-            exclude=sorted(self._held),
+            exclude=sorted(self.results.held),
         )
         for delivery in claimed:
-            self._held.add(delivery.id)
+            self.results.hold(delivery.id)
             self._queued.setdefault(delivery.endpoint_id, deque()).append((delivery, token))
         for endpoint in {d.endpoint_id for d in claimed}:
             self._start_ready(endpoint)
@@ -229,7 +236,7 @@ class Dispatcher:
     def _release_queued(self, endpoint: str) -> None:
         queue = self._queued.pop(endpoint, deque())
         for delivery, token in queue:
-            self._release(delivery.id, token)
+            self.results.release(delivery.id, token)
 
     # -- attempting ----------------------------------------------------------------------------
 
@@ -245,7 +252,7 @@ class Dispatcher:
         except asyncio.CancelledError:
             # Shutdown cut the attempt short: not an attempt; the next claim sends it again.
             breaker.record_abandoned()
-            self._release(delivery.id, token)
+            self.results.release(delivery.id, token)
             raise
         finally:
             self._busy[endpoint] -= 1
@@ -262,8 +269,7 @@ class Dispatcher:
             breaker.record_abandoned()
         metrics.BREAKER_STATE.labels(endpoint).set(int(breaker.state))
         metrics.ATTEMPT_SECONDS.labels(endpoint).observe(outcome.seconds)
-        self._results.append(self.result(delivery, token, outcome))
-        self._flush.set()
+        self.results.add(self.result(delivery, token, outcome))
         self._start_ready(endpoint)
         self._wake.set()  # room to claim more
 
@@ -286,123 +292,34 @@ class Dispatcher:
         )
 
     def result(self, delivery: Delivery, token: str, outcome: Outcome) -> AttemptResult:
-        """The delivery's next state after this attempt, per the retry schedule."""
+        """The delivery's next state after this attempt (outcome.next_state), counted and
+        logged, as the write-behind stores it."""
         now = self.clock.now()
         endpoint = delivery.endpoint_id
-
-        def done(status: str, label: str, error: str | None = outcome.error,
-                 next_at: datetime | None = None) -> AttemptResult:
-            metrics.ATTEMPTS.labels(endpoint, label).inc()
-            if status == FAILED:
-                metrics.DEAD_LETTERS.labels(endpoint).inc()
-            return AttemptResult(delivery.id, token, endpoint, status, now, next_at,
-                                 outcome.http_status, error, outcome.result is Result.GONE)
-
-        attempts_made = delivery.attempts + 1
-        if outcome.result is Result.DELIVERED:
-            return done(DELIVERED, "delivered", None)
-        if outcome.result is Result.GONE:
+        state = next_state(delivery, outcome, self.schedule, now)
+        if state.verdict is Verdict.GONE:
             metrics.ENDPOINTS_DISABLED.labels(endpoint).inc()
-            _log_attempt(logging.WARNING, "endpoint answered 410 Gone, disabled until an "
-                         "operator enables it; dead-lettered", delivery, attempts_made, outcome)
-            return done(FAILED, "gone")
-        if outcome.result is Result.REFUSED:
-            _log_attempt(logging.WARNING, "refused, dead-lettered without retry", delivery,
-                         attempts_made, outcome)
-            return done(FAILED, "refused")
-        delay = self.schedule.next_delay(attempts_made, outcome.retry_after_s)
-        if delay is None:
-            _log_attempt(logging.WARNING, "failed, dead-lettered: the retry schedule is "
-                         "exhausted", delivery, attempts_made, outcome)
-            return done(FAILED, "dead_letter",
-                        f"gave up after {attempts_made} attempts; last: {outcome.error}")
-        _log_attempt(logging.WARNING, f"failed, next attempt in {delay:.1f} s", delivery,
-                     attempts_made, outcome)
-        return done(PENDING, "retry", next_at=now + timedelta(seconds=delay))
-
-    def _release(self, delivery_id: str, token: str) -> None:
-        self._released.append((delivery_id, token))
-        self._flush.set()
-
-    # -- writing results -----------------------------------------------------------------------
-
-    async def _write_loop(self) -> None:
-        while True:
-            await self._flush.wait()
-            self._flush.clear()
-            await asyncio.sleep(0.005)  # let a few more results join this batch
-            await self.write_pending()
-            if self._stopping.is_set() and not self._tasks:
-                return
-
-    async def write_pending(self) -> None:
-        while self._results or self._released:
-            results, self._results = self._results, []
-            released, self._released = self._released, []
-            try:
-                swept = await record_results(self.engine, results, released)
-            except Exception as exc:
-                if not is_outage(exc):
-                    # Retrying would fail the same way for ever and hold every later result
-                    # back. Dropped results are safe: the leases run out and the deliveries
-                    # are attempted again, with the same webhook-id.
-                    log.error("writing %d results failed (%s); left to their leases",
-                              len(results) + len(released), type(exc).__name__)
-                    self._held.difference_update(r.delivery_id for r in results)
-                    self._held.difference_update(i for i, _ in released)
-                    continue
-                log.warning("writing %d results failed (%s); retrying",
-                            len(results) + len(released), type(exc).__name__)
-                self._results[:0] = results
-                self._released[:0] = released
-                if self._stopping.is_set() and not self._tasks:
-                    # Unwritten results are safe: the leases run out and the deliveries are
-                    # attempted again, with the same webhook-id.
-                    return
-                await asyncio.sleep(1.0)
-                continue
-            if swept:
-                log.warning("endpoint answered 410 Gone: %d waiting deliveries dead-lettered",
-                            swept)
-            self._held.difference_update(r.delivery_id for r in results)
-            self._held.difference_update(i for i, _ in released)
-
-    async def _purge(self) -> None:
-        cutoff = self.clock.now() - timedelta(days=self.settings.retention_days)
-        try:
-            while await purge_finished(self.engine, cutoff, PURGE_BATCH) == PURGE_BATCH:
-                pass  # each batch is its own short transaction
-        except TRANSIENT as exc:
-            log.warning("purging old deliveries failed (%s)", type(exc).__name__)
-
-    # -- gauges --------------------------------------------------------------------------------
-
-    async def _gauge_loop(self) -> None:
-        """Backlog gauges, breaker states and, now and then, the retention purge."""
-        known: set[str] = set()
-        next_purge = 0.0
-        while True:
-            if self.monotonic() >= next_purge:
-                next_purge = self.monotonic() + PURGE_EVERY_S
-                await self._purge()
-            try:
-                pending, dead = await backlog(self.engine)
-            except TRANSIENT:
-                pending, dead = {}, {}
-            else:
-                for endpoint in known | set(pending) | set(dead):
-                    metrics.RETRIES_PENDING.labels(endpoint).set(pending.get(endpoint, 0))
-                    metrics.DEAD_LETTERS_STORED.labels(endpoint).set(dead.get(endpoint, 0))
-                known |= set(pending) | set(dead)
-            for endpoint, breaker in self.breakers.items():
-                metrics.BREAKER_STATE.labels(endpoint).set(int(breaker.state))
-            await asyncio.sleep(self.settings.gauge_interval_s)
+        if state.verdict is not Verdict.DELIVERED:
+            _log_attempt(state, delivery, outcome)
+        metrics.ATTEMPTS.labels(endpoint, state.verdict.value).inc()
+        if state.status == FAILED:
+            metrics.DEAD_LETTERS.labels(endpoint).inc()
+        return AttemptResult(delivery.id, token, endpoint, state.status, now,
+                             state.next_attempt_at, outcome.http_status, state.error,
+                             state.verdict is Verdict.GONE)
 
 
-def _log_attempt(level: int, what: str, delivery: Delivery, attempt_number: int,
-                 outcome: Outcome) -> None:
+def _log_attempt(state: NextState, delivery: Delivery, outcome: Outcome) -> None:
     """One line per failed attempt. Names the delivery, its endpoint and journey by id; never
     the contact, the body, the receiver's answer or the URL (a query string may hold a token)."""
-    log.log(level, "webhook delivery %s to endpoint %s (journey %s) attempt %d %s "
-            "(status %s, error %s)", delivery.id, delivery.endpoint_id, delivery.journey_id,
-            attempt_number, what, outcome.http_status or "-", outcome.kind or "-")
+    if state.verdict is Verdict.GONE:
+        what = "endpoint answered 410 Gone, disabled until an operator enables it; dead-lettered"
+    elif state.verdict is Verdict.REFUSED:
+        what = "refused, dead-lettered without retry"
+    elif state.verdict is Verdict.EXHAUSTED:
+        what = "failed, dead-lettered: the retry schedule is exhausted"
+    else:
+        what = f"failed, next attempt in {state.delay_s:.1f} s"
+    log.warning("webhook delivery %s to endpoint %s (journey %s) attempt %d %s "
+                "(status %s, error %s)", delivery.id, delivery.endpoint_id, delivery.journey_id,
+                state.attempts_made, what, outcome.http_status or "-", outcome.kind or "-")

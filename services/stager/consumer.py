@@ -37,6 +37,7 @@ from services.stager.store import Topics as OutboxTopics
 from shared.clock import Clock
 from shared.failures import failure_reason, failure_text, is_outage, isolate
 from shared.journey.journey import Journey
+from shared.poll_loop import backoff, poll_until_stopped
 from shared.streams import RecordConsumer, RecordWriter
 from shared.wire import Topics
 
@@ -105,14 +106,8 @@ class Stager:
         self._stopping.set()
 
     async def run(self) -> None:
-        self.consumer.subscribe([self.topics.touchpoints],
-                                listener=_SeekToStoredOffsets(self))
-        await self.consumer.start()
-        try:
-            while not self._stopping.is_set():
-                await self.poll_once()
-        finally:
-            await self.consumer.stop()
+        await poll_until_stopped(self.consumer, [self.topics.touchpoints], self.poll_once,
+                                 self._stopping, listener=_SeekToStoredOffsets(self))
 
     async def poll_once(self) -> None:
         owned = max(1, len(self.consumer.assignment()))
@@ -166,10 +161,7 @@ class Stager:
                 self.consumer.seek(tp, offset)
 
     async def _backoff(self) -> None:
-        try:
-            await asyncio.wait_for(self._stopping.wait(), 1.0)
-        except TimeoutError:
-            pass
+        await backoff(self._stopping)
 
     async def apply(self, tp: TopicPartition, records: list[Record]) -> None:
         started = time.perf_counter()

@@ -1,0 +1,51 @@
+"""The loop every log-reading worker runs: subscribe, start, poll until stopped, stop.
+
+The stager and the actions consumer differ in what one poll does (their batch logic, dead
+letters, seeks and stream time stay with them); how they start, keep polling, wait after an
+outage and shut down is the same, and lives here once:
+- the consumer is stopped whatever ends the loop (a stop request, a cancellation, a bug), so it
+  leaves its group and a rebalance hands its partitions on without waiting for the session to
+  time out;
+- a worker waits out an outage with `backoff`, which a stop request cuts short, so shutdown
+  never waits for a retry pause to run out.
+
+The worker owns its `stopping` event; setting it is how it is asked to stop. A poll in progress
+finishes first (its batch is committed or rewound, never half-applied).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from shared.streams import RecordConsumer
+
+# How long a worker waits before retrying after an outage.
+BACKOFF_S = 1.0
+
+
+async def poll_until_stopped(
+    consumer: RecordConsumer,
+    topics: Sequence[str],
+    poll_once: Callable[[], Awaitable[None]],
+    stopping: asyncio.Event,
+    *,
+    listener: Any = None,
+) -> None:
+    """Subscribe `consumer` to `topics` (with a rebalance `listener`, if given), start it, call
+    `poll_once` until `stopping` is set, and stop the consumer however the loop ends."""
+    consumer.subscribe(list(topics), listener=listener)
+    await consumer.start()
+    try:
+        while not stopping.is_set():
+            await poll_once()
+    finally:
+        await consumer.stop()
+
+
+async def backoff(stopping: asyncio.Event, seconds: float = BACKOFF_S) -> None:
+    """Wait `seconds` before retrying, or less if the worker is asked to stop meanwhile."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stopping.wait(), seconds)
