@@ -222,7 +222,11 @@ async def test_a_flood_of_random_keys_neither_evicts_valid_keys_nor_refuses_thei
         await sender
 
     assert sum(flood_statuses.values()) == FLOOD
-    assert set(flood_statuses) <= {401, 429}, flood_statuses
+    # 401 once looked up, 429 beyond the lookup budget; a lookup that the loaded machine cannot
+    # answer within key_lookup_timeout_s is a 503 for that unknown key (retryable), never for
+    # the valid sender below.
+    assert set(flood_statuses) <= {401, 429, 503}, flood_statuses
+    assert flood_statuses[401] + flood_statuses[429] >= FLOOD * 0.99, flood_statuses
     assert set(valid_statuses) == {200}, valid_statuses
     # Bounded: the budget per second (and its one-second burst), not one query per key.
     flood_lookups = queried.total - queried.of(valid_digest)
