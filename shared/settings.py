@@ -7,6 +7,8 @@ from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.wire import Topics
+
 
 class KafkaSettings(BaseSettings):
     """Where the broker is and which topics carry Polku's streams."""
@@ -16,9 +18,9 @@ class KafkaSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 9092
     bootstrap: str | None = None
-    touchpoints_topic: str = "polku.touchpoints"
-    transitions_topic: str = "polku.transitions"
-    dead_letter_topic: str = "polku.dead-letters"
+    touchpoints_topic: str = Topics().touchpoints
+    transitions_topic: str = Topics().transitions
+    dead_letter_topic: str = Topics().dead_letters
     partitions: int = 6
     # Topics Polku creates: copies of each partition, and how many must have a write before it
     # is acknowledged (acks=all). 1/1 suits the local single broker; in a real cluster use 3/2,
@@ -30,6 +32,10 @@ class KafkaSettings(BaseSettings):
     @property
     def bootstrap_servers(self) -> str:
         return self.bootstrap or f"{self.host}:{self.port}"
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(self.touchpoints_topic, self.transitions_topic, self.dead_letter_topic)
 
 
 class DatabaseSettings(BaseSettings):
