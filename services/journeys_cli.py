@@ -13,16 +13,14 @@ import typer
 from shared.journey import (
     InvalidTouchpoint,
     JourneyError,
-    Touchpoint,
     Transition,
     json_schema,
     load_journey,
+    parse_time,
     validate_path,
 )
-from shared.journey import (
-    simulate as simulate_journey,
-)
-from shared.journey.touchpoint import parse_time
+from shared.simulation import simulate as simulate_journey
+from shared.wire import decode_touchpoint
 
 DEFAULT_DIRECTORY = "journeys"
 
@@ -122,7 +120,7 @@ def _read_messages(events: Path) -> list[dict[str, Any]]:
             continue
         try:
             message = json.loads(line)
-            Touchpoint.from_message(message)
+            decode_touchpoint(message)
         except json.JSONDecodeError as e:
             typer.echo(f"{events}:{number}: not JSON: {e.msg}", err=True)
             continue

@@ -19,6 +19,7 @@ from shared.journey.step import Step
 from shared.journey.timer import TimerTick
 from shared.journey.touchpoint import Touchpoint
 from shared.journey.transition import Transition
+from shared.wire import decode_touchpoint
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ def parse(records: Iterable[Record]) -> tuple[list[Touchpoint], list[DeadLetter]
                                    f"value is not UTF-8 JSON ({type(exc).__name__})"))
             continue
         try:
-            touchpoints.append(Touchpoint.from_message(message))  # type: ignore[arg-type]
+            touchpoints.append(decode_touchpoint(message))
         except InvalidTouchpoint as exc:
             dead.append(DeadLetter(record.offset, record.key, record.value, "invalid_field",
                                    f"{exc.field}: {exc.problem}"))

@@ -31,17 +31,18 @@ from shared.journey.loader import (
 from shared.journey.problem import Problem
 from shared.journey.rule import Rule
 from shared.journey.schema import json_schema
-from shared.journey.simulate import replay, run_timers, simulate
+from shared.journey.simulate import replay, run_timers
 from shared.journey.stage import Labels, Stage
 from shared.journey.state import ContactState, ScoreTotal, Touch
 from shared.journey.step import Step
 from shared.journey.templates import template_ids
 from shared.journey.timer import TimerTick
 from shared.journey.timers import next_deadline
-from shared.journey.touchpoint import Touchpoint
+from shared.journey.touchpoint import TOUCHPOINT_TYPES, Touchpoint, parse_time
 from shared.journey.transition import Transition
 
 __all__ = [
+    "TOUCHPOINT_TYPES",
     "Action",
     "Condition",
     "ContactState",
@@ -76,9 +77,9 @@ __all__ = [
     "load_template",
     "next_deadline",
     "parse_duration",
+    "parse_time",
     "replay",
     "run_timers",
-    "simulate",
     "template_ids",
     "validate_path",
     "webhooks_for",

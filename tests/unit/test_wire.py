@@ -1,0 +1,155 @@
+"""Specification of the messages between processes (shared.wire): each reads back what was
+written, a reader refuses a version it does not know, and every writer partitions alike."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from aiokafka.partitioner import DefaultPartitioner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.ingest.publish import ContactHashes
+from shared.journey import TOUCHPOINT_TYPES, InvalidTouchpoint, Touchpoint
+from shared.settings import KafkaSettings
+from shared.wire import (
+    TOUCHPOINT_VERSION,
+    Topics,
+    decode_touchpoint,
+    encode_touchpoint,
+    key_hash,
+    partition_for_key,
+)
+
+ids = st.text(min_size=1, max_size=12)
+optional_ids = st.none() | ids
+scalars = st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=8) | \
+    st.floats(allow_nan=False, allow_infinity=False)
+json_objects = st.dictionaries(
+    st.text(max_size=8),
+    st.recursive(scalars, lambda inner: st.lists(inner, max_size=3)
+                 | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=8),
+    max_size=4,
+)
+# Any instant the reader accepts; written as ISO 8601 with a zone, as ingest does.
+instants = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1),
+                        timezones=st.just(UTC))
+not_the_version = (st.none() | st.booleans() | st.integers() | st.text(max_size=5)
+                   | st.floats(allow_nan=False)).filter(lambda v: v != 1 or isinstance(v, bool))
+
+
+@st.composite
+def touchpoint_values(draw: st.DrawFn) -> dict[str, Any]:
+    """Keyword arguments of encode_touchpoint that ingest could produce."""
+    kind = draw(st.sampled_from(TOUCHPOINT_TYPES))
+    user_id, anonymous_id = draw(optional_ids), draw(optional_ids)
+    if user_id is None and anonymous_id is None:
+        user_id = draw(ids)
+    received_at = draw(instants)
+    timestamp = received_at - draw(st.timedeltas(timedelta(days=-1), timedelta(days=3650)))
+    timestamp = max(timestamp, datetime(2000, 1, 1, tzinfo=UTC))
+    return {
+        "kind": kind,
+        "message_id": draw(ids),
+        "contact": user_id or anonymous_id,
+        "user_id": user_id,
+        "anonymous_id": anonymous_id,
+        "previous_id": draw(optional_ids),
+        "group_id": draw(optional_ids),
+        "event": draw(ids) if kind == "track" else draw(optional_ids),
+        "name": draw(optional_ids),
+        "properties": draw(json_objects),
+        "traits": draw(json_objects),
+        "context": draw(json_objects),
+        "timestamp": timestamp.isoformat(),
+        "original_timestamp": draw(st.none() | instants.map(datetime.isoformat)),
+        "sent_at": draw(st.none() | instants.map(datetime.isoformat)),
+        "received_at": received_at.isoformat(),
+        "source_id": draw(ids),
+        "timestamp_adjusted": draw(st.none() | st.just({"reason": "future",
+                                                        "original": "2999-01-01T00:00:00Z"})),
+    }
+
+
+def through_the_topic(message: dict[str, Any]) -> Any:
+    return json.loads(json.dumps(message))
+
+
+def moment(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text is not None else None
+
+
+@settings(max_examples=200, deadline=None)
+@given(touchpoint_values())
+def test_a_touchpoint_reads_back_as_ingest_wrote_it(values: dict[str, Any]) -> None:
+    message = encode_touchpoint(**values)
+    assert decode_touchpoint(through_the_topic(message)) == Touchpoint(
+        type=values["kind"],
+        message_id=values["message_id"],
+        contact=values["contact"],
+        timestamp=datetime.fromisoformat(values["timestamp"]),
+        received_at=datetime.fromisoformat(values["received_at"]),
+        source_id=values["source_id"],
+        user_id=values["user_id"],
+        anonymous_id=values["anonymous_id"],
+        previous_id=values["previous_id"],
+        group_id=values["group_id"],
+        event=values["event"],
+        name=values["name"],
+        properties=values["properties"],
+        traits=values["traits"],
+        context=values["context"],
+        original_timestamp=moment(values["original_timestamp"]),
+        sent_at=moment(values["sent_at"]),
+    )
+    assert message["v"] == TOUCHPOINT_VERSION
+
+
+@settings(max_examples=100, deadline=None)
+@given(touchpoint_values(), not_the_version)
+def test_a_touchpoint_of_another_version_is_refused_naming_v(
+    values: dict[str, Any], version: Any
+) -> None:
+    message = {**encode_touchpoint(**values), "v": version}
+    with pytest.raises(InvalidTouchpoint) as error:
+        decode_touchpoint(through_the_topic(message))
+    assert error.value.field == "v"
+    without = encode_touchpoint(**values)
+    del without["v"]
+    with pytest.raises(InvalidTouchpoint, match=r"^v: "):
+        decode_touchpoint(without)
+
+
+def test_a_touchpoint_has_the_fields_docs_ingest_md_lists() -> None:
+    message = encode_touchpoint(
+        kind="track", message_id="m-1", contact="u-1", user_id="u-1", anonymous_id=None,
+        previous_id=None, group_id=None, event="Demo Requested", name=None, properties={},
+        traits={}, context={}, timestamp="2026-11-23T08:00:00.000Z", original_timestamp=None,
+        sent_at=None, received_at="2026-11-23T08:00:02.000Z", source_id="s-1",
+    )
+    assert list(message) == [
+        "v", "type", "messageId", "contact", "userId", "anonymousId", "previousId", "groupId",
+        "event", "name", "properties", "traits", "context", "timestamp", "originalTimestamp",
+        "sentAt", "receivedAt", "sourceId",
+    ]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=40), st.integers(1, 64))
+def test_every_writer_puts_a_key_on_the_partition_kafkas_default_partitioner_chooses(
+    key: bytes, partitions: int
+) -> None:
+    every = list(range(partitions))
+    expected = DefaultPartitioner()(key, every, every)
+    assert partition_for_key(key, partitions) == expected
+    assert ContactHashes()(key) % partitions == expected  # ingest's cached hash
+    assert key_hash(key) >= 0
+
+
+def test_kafka_settings_name_the_topics() -> None:
+    assert KafkaSettings().topics == Topics()
+    named = KafkaSettings(touchpoints_topic="a", transitions_topic="b", dead_letter_topic="c")
+    assert named.topics == Topics(touchpoints="a", transitions="b", dead_letters="c")
