@@ -39,7 +39,7 @@ from shared.journey.templates import template_ids
 from shared.journey.timer import TimerTick
 from shared.journey.timers import next_deadline
 from shared.journey.touchpoint import TOUCHPOINT_TYPES, Touchpoint, parse_time
-from shared.journey.transition import Transition
+from shared.journey.transition import Transition, timer_cause, timer_rule
 
 __all__ = [
     "TOUCHPOINT_TYPES",
@@ -81,6 +81,8 @@ __all__ = [
     "replay",
     "run_timers",
     "template_ids",
+    "timer_cause",
+    "timer_rule",
     "validate_path",
     "webhooks_for",
 ]

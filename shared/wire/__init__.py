@@ -1,7 +1,7 @@
 """Everything that crosses a process boundary, defined once: each message, its version, its
 encoding and decoding, and where it goes (topic names, the partition of a key).
 
-(Issue 11 moves the transition record and the dead letter here too.)
+(Issue 11 moves the dead letter here too.)
 
 - touchpoint (touchpoint.py): written by ingest, read by the stager and `polku simulate`.
 - transition record, also the webhook body (transition.py): written by the stager through its
@@ -28,14 +28,28 @@ from shared.wire.touchpoint import (
     decode_touchpoint,
     encode_touchpoint,
 )
+from shared.wire.transition import (
+    TRANSITION_TYPE,
+    TRANSITION_VERSION,
+    MalformedTransition,
+    TransitionRecord,
+    decode_transition,
+    encode_transition,
+)
 
 __all__ = [
     "EARLIEST_EVENT_TIME",
     "MAX_EVENT_TIME_AHEAD",
     "TOUCHPOINT_VERSION",
+    "TRANSITION_TYPE",
+    "TRANSITION_VERSION",
+    "MalformedTransition",
     "Topics",
+    "TransitionRecord",
     "decode_touchpoint",
+    "decode_transition",
     "encode_touchpoint",
+    "encode_transition",
     "key_hash",
     "partition_for_key",
 ]

@@ -4,6 +4,7 @@ written, a reader refuses a version it does not know, and every writer partition
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,16 +14,29 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.ingest.publish import ContactHashes
-from shared.journey import TOUCHPOINT_TYPES, InvalidTouchpoint, Touchpoint
+from shared.journey import (
+    TOUCHPOINT_TYPES,
+    ContactState,
+    InvalidTouchpoint,
+    Touch,
+    Touchpoint,
+    Transition,
+    timer_cause,
+)
 from shared.settings import KafkaSettings
 from shared.wire import (
     TOUCHPOINT_VERSION,
+    TRANSITION_VERSION,
+    MalformedTransition,
     Topics,
     decode_touchpoint,
+    decode_transition,
     encode_touchpoint,
+    encode_transition,
     key_hash,
     partition_for_key,
 )
+from tests.unit.journey.messages import funnel
 
 ids = st.text(min_size=1, max_size=12)
 optional_ids = st.none() | ids
@@ -135,6 +149,80 @@ def test_a_touchpoint_has_the_fields_docs_ingest_md_lists() -> None:
         "event", "name", "properties", "traits", "context", "timestamp", "originalTimestamp",
         "sentAt", "receivedAt", "sourceId",
     ]
+
+
+FUNNEL = funnel()
+
+
+@st.composite
+def transitions(draw: st.DrawFn) -> tuple[Transition, Any, ContactState | None, str | None]:
+    """(transition, journey, contact state after it, cause event) as the stager has them."""
+    journey = draw(st.sampled_from([None, FUNNEL]))
+    stage_ids = st.sampled_from(FUNNEL.stage_ids) if journey is not None else ids
+    by_timer = draw(st.booleans())
+    transition = Transition(
+        transition_id=str(draw(st.uuids())),
+        journey_id=journey.id if journey is not None else draw(ids),
+        journey_version=draw(st.integers(0, 2**31)),
+        contact=draw(ids),
+        from_stage=draw(st.none() | stage_ids),
+        to_stage=draw(stage_ids),
+        at=draw(st.datetimes(timezones=st.just(UTC))),
+        cause=timer_cause(draw(ids)) if by_timer else draw(ids.filter(
+            lambda c: not c.startswith("timer:"))),
+        rule_id=draw(optional_ids),
+        reason=draw(st.text(max_size=20)),
+    )
+    touches = st.none() | st.builds(Touch, ids, instants)
+    state = draw(st.none() | st.builds(
+        ContactState, st.just(transition.journey_id), st.just(transition.journey_version),
+        st.just(transition.contact), first_touch=touches, last_touch=touches,
+        traits=json_objects))
+    return transition, journey, state, None if by_timer else draw(optional_ids)
+
+
+def published(message: dict[str, Any]) -> bytes:
+    return json.dumps(message, separators=(",", ":")).encode()  # as the stager's outbox
+
+
+@settings(max_examples=200, deadline=None)
+@given(transitions())
+def test_a_transition_record_reads_back_as_the_stager_wrote_it(
+    written: tuple[Transition, Any, ContactState | None, str | None]
+) -> None:
+    transition, journey, state, event = written
+    message = encode_transition(transition, journey, state, event)
+    record = decode_transition(published(message))
+    assert record.transition == transition
+    assert record.message == through_the_topic(message)  # the webhook body, as published
+    assert message["v"] == TRANSITION_VERSION
+
+
+def test_the_cause_is_spelled_out_on_the_wire_and_read_back_in_the_engines_form() -> None:
+    transition = Transition("0b8f2f5e-8d3c-4c59-9b7e-1f1d2c3b4a59", "funnel", 1, "alice",
+                            "customer", "at-risk", datetime(2026, 11, 2, tzinfo=UTC),
+                            timer_cause("dormant"), "dormant", "30 days quiet")
+    message = encode_transition(transition, FUNNEL, None, None)
+    assert message["cause"] == {"kind": "timer", "rule": "dormant"}
+    assert decode_transition(published(message)).transition.cause == "timer:dormant"
+    by_event = encode_transition(replace(transition, cause="m-7"), FUNNEL, None,
+                                 "Order Completed")
+    assert by_event["cause"] == {"kind": "event", "message_id": "m-7",
+                                 "event": "Order Completed"}
+
+
+@settings(max_examples=100, deadline=None)
+@given(transitions(), not_the_version)
+def test_a_transition_record_of_another_version_is_malformed(
+    written: tuple[Transition, Any, ContactState | None, str | None], version: Any
+) -> None:
+    message = {**encode_transition(*written), "v": version}
+    with pytest.raises(MalformedTransition) as error:
+        decode_transition(published(message))
+    assert error.value.reason == "invalid_field" and error.value.error.startswith("v: ")
+    del message["v"]
+    with pytest.raises(MalformedTransition, match="v: must be 1, got None"):
+        decode_transition(published(message))
 
 
 @settings(max_examples=300, deadline=None)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from services.actions.deliveries import TransitionRecord, plan
-from services.stager.processing import apply_touchpoints, transition_message
+from services.actions.deliveries import plan
+from services.stager.processing import apply_touchpoints
 from shared.journey import (
     ContactState,
     Journey,
@@ -16,7 +16,8 @@ from shared.journey import (
     advance,
     load_journey,
 )
-from shared.wire import decode_touchpoint
+from shared.wire import TransitionRecord, decode_touchpoint
+from shared.wire import encode_transition as transition_message
 from tests.unit.journey.messages import at, message
 
 ROOT = Path(__file__).resolve().parents[3]
