@@ -29,6 +29,7 @@ from shared.journey import Journey
 from shared.kafka import group_consumer
 from shared.settings import KafkaSettings
 from shared.streams import OutRecord, RecordConsumer, RecordWriter
+from shared.wire import DeadLetter
 
 log = logging.getLogger(__name__)
 
@@ -148,16 +149,10 @@ class TransitionConsumer:
 
     async def _dead_letter(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes],
                            reason: str, error: str) -> None:
-        await self.writer.write([OutRecord(
-            self.kafka.dead_letter_topic, record.key, record.value,
-            {
-                "polku.source.topic": tp.topic,
-                "polku.source.partition": str(tp.partition),
-                "polku.source.offset": str(record.offset),
-                "polku.error.reason": reason,
-                "polku.error": error,
-            },
-        )])
+        letter = DeadLetter(record.key, record.value, tp.topic, tp.partition, record.offset,
+                            reason, error)
+        await self.writer.write([OutRecord(self.kafka.dead_letter_topic, letter.key,
+                                           letter.value, letter.headers())])
         metrics.TRANSITIONS.labels("dead_letter").inc()
         log.warning("dead-lettered offset %d of partition %d: %s", record.offset, tp.partition,
                     reason)

@@ -1,8 +1,6 @@
 """Everything that crosses a process boundary, defined once: each message, its version, its
 encoding and decoding, and where it goes (topic names, the partition of a key).
 
-(Issue 11 moves the dead letter here too.)
-
 - touchpoint (touchpoint.py): written by ingest, read by the stager and `polku simulate`.
 - transition record, also the webhook body (transition.py): written by the stager through its
   outbox, read by the actions worker.
@@ -20,6 +18,7 @@ from here. So the engine stays pure, a state machine over values that never sees
 names, versions or topics, and a change of the wire format cannot reach its behaviour.
 """
 
+from shared.wire.dead_letter import DeadLetter
 from shared.wire.topics import Topics, key_hash, partition_for_key
 from shared.wire.touchpoint import (
     EARLIEST_EVENT_TIME,
@@ -43,6 +42,7 @@ __all__ = [
     "TOUCHPOINT_VERSION",
     "TRANSITION_TYPE",
     "TRANSITION_VERSION",
+    "DeadLetter",
     "MalformedTransition",
     "Topics",
     "TransitionRecord",

@@ -27,6 +27,7 @@ from shared.settings import KafkaSettings
 from shared.wire import (
     TOUCHPOINT_VERSION,
     TRANSITION_VERSION,
+    DeadLetter,
     MalformedTransition,
     Topics,
     decode_touchpoint,
@@ -223,6 +224,33 @@ def test_a_transition_record_of_another_version_is_malformed(
     del message["v"]
     with pytest.raises(MalformedTransition, match="v: must be 1, got None"):
         decode_transition(published(message))
+
+
+dead_letters = st.builds(
+    DeadLetter, st.none() | st.binary(max_size=20), st.none() | st.binary(max_size=40),
+    st.text(min_size=1, max_size=30), st.integers(0, 10_000), st.integers(0, 2**62),
+    st.sampled_from(["invalid_json", "invalid_field", "processing_failed", "database_rejected"]),
+    st.text(max_size=60),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(dead_letters)
+def test_a_dead_letter_reads_back_from_its_headers_in_either_log(letter: DeadLetter) -> None:
+    headers = letter.headers()
+    assert set(headers) == {"polku.source.topic", "polku.source.partition",
+                            "polku.source.offset", "polku.error.reason", "polku.error"}
+    # The embedded log keeps headers as text; Kafka hands them back as (name, bytes) pairs.
+    assert DeadLetter.from_record(letter.key, letter.value, headers) == letter
+    kafka_headers = [(name, text.encode()) for name, text in headers.items()]
+    assert DeadLetter.from_record(letter.key, letter.value, kafka_headers) == letter
+
+
+def test_a_record_without_the_dead_letter_headers_is_not_read_as_one() -> None:
+    with pytest.raises(ValueError, match=r"no polku\.error\.reason header"):
+        DeadLetter.from_record(b"k", b"v", {"polku.source.topic": "t",
+                                            "polku.source.partition": "0",
+                                            "polku.source.offset": "3"})
 
 
 @settings(max_examples=300, deadline=None)
