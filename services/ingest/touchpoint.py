@@ -142,25 +142,12 @@ def to_record(
     message_id = get("messageId")
     message_id = _id(message_id, "messageId") if message_id is not None else None
 
+    # By position, in encode_touchpoint's order: keywords cost ~0.4 µs per event here.
     message = encode_touchpoint(
-        kind=kind,
-        message_id=message_id or str(uuid.uuid4()),
-        contact=contact,
-        user_id=user_id,
-        anonymous_id=anonymous_id,
-        previous_id=previous_id,
-        group_id=group_id,
-        event=event or None,
-        name=name or None,
-        properties=properties,
-        traits=traits,
-        context=context,
-        timestamp=timestamp,
-        original_timestamp=original,
-        sent_at=sent_at,
-        received_at=arrival.received_text,
-        source_id=arrival.source_id,
-        timestamp_adjusted=adjusted,
+        kind, message_id or str(uuid.uuid4()), contact,
+        user_id, anonymous_id, previous_id, group_id,
+        event or None, name or None, properties, traits, context,
+        timestamp, original, sent_at, arrival.received_text, arrival.source_id, adjusted,
     )
     return Record(contact.encode(), _serialise(message), kind)
 

