@@ -12,17 +12,15 @@ import typer
 from shared.journey import (
     InvalidTouchpoint,
     JourneyError,
-    Touchpoint,
     Transition,
     json_schema,
     load_journey,
+    parse_time,
     validate_path,
 )
-from shared.journey import (
-    simulate as simulate_journey,
-)
-from shared.journey.touchpoint import parse_time
 from shared.settings import ServiceSettings
+from shared.simulation import simulate as simulate_journey
+from shared.wire import decode_touchpoint
 
 app = typer.Typer(help="Journey definitions: validate, schema, simulate.", no_args_is_help=True)
 
@@ -121,7 +119,7 @@ def _read_messages(events: Path) -> list[dict[str, Any]]:
             continue
         try:
             message = json.loads(line)
-            Touchpoint.from_message(message)
+            decode_touchpoint(message)
         except json.JSONDecodeError as e:
             typer.echo(f"{events}:{number}: not JSON: {e.msg}", err=True)
             continue

@@ -24,12 +24,12 @@ from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from aiokafka import TopicPartition
-from aiokafka.partitioner import murmur2
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.db.dialect import insert
 from shared.db.tables import consumer_offsets, log_records
 from shared.streams import OutRecord
+from shared.wire import partition_for_key
 
 
 class LogRecord(NamedTuple):
@@ -58,7 +58,7 @@ class EmbeddedLog:
     def partition_of(self, key: bytes | None) -> int:
         if key is None or self.partitions == 1:
             return 0
-        return int(murmur2(key) & 0x7FFFFFFF) % self.partitions
+        return partition_for_key(key, self.partitions)
 
     def known_end(self, topic: str, partition: int) -> int | None:
         """end_offset as far as this process has learnt it, without a query (None: not yet)."""

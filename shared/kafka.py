@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -14,15 +15,10 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
-from aiokafka.partitioner import DefaultPartitioner
 
 from shared.settings import KafkaSettings
 from shared.streams import OutRecord
-
-# The partitioner `producer.send` uses (durable_producer keeps the default): a record keyed by
-# contact lands on the same partition as it would through `send`.
-_PARTITIONER = DefaultPartitioner()
-
+from shared.wire import partition_for_key
 
 log = logging.getLogger("polku.kafka")
 
@@ -209,9 +205,15 @@ class KafkaWriter:
         for record in records:
             partitions = partitions_of.get(record.topic)
             if partitions is None:
-                partitions = partitions_of[record.topic] = list(
+                partitions = partitions_of[record.topic] = sorted(
                     await producer.partitions_for(record.topic))
-            target = (record.topic, _PARTITIONER(record.key, partitions, partitions))
+            # As `producer.send` with the default partitioner (durable_producer keeps it): a
+            # keyed record lands on its key's partition, a record without a key on any.
+            if record.key is None:
+                partition = random.choice(partitions)
+            else:
+                partition = partitions[partition_for_key(record.key, len(partitions))]
+            target = (record.topic, partition)
             headers = [(k, v.encode()) for k, v in (record.headers or {}).items()]
             batch = open_batches.get(target)
             if batch is None:

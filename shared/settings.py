@@ -16,9 +16,9 @@ class TopicSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="POLKU_KAFKA_")
 
-    touchpoints_topic: str = "polku.touchpoints"
-    transitions_topic: str = "polku.transitions"
-    dead_letter_topic: str = "polku.dead-letters"
+    touchpoints_topic: str = Topics().touchpoints
+    transitions_topic: str = Topics().transitions
+    dead_letter_topic: str = Topics().dead_letters
 
     @property
     def topics(self) -> Topics:
@@ -42,6 +42,10 @@ class KafkaSettings(TopicSettings):
     @property
     def bootstrap_servers(self) -> str:
         return self.bootstrap or f"{self.host}:{self.port}"
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(self.touchpoints_topic, self.transitions_topic, self.dead_letter_topic)
 
 
 class DatabaseSettings(BaseSettings):

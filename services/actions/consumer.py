@@ -28,7 +28,7 @@ from shared.failures import failure_reason, failure_text, is_outage, isolate
 from shared.journey import Journey
 from shared.poll_loop import backoff, poll_until_stopped
 from shared.streams import OutRecord, RecordConsumer, RecordWriter
-from shared.wire import Topics
+from shared.wire import DeadLetter, Topics
 
 log = logging.getLogger(__name__)
 
@@ -141,16 +141,10 @@ class TransitionConsumer:
 
     async def _dead_letter(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes],
                            reason: str, error: str) -> None:
-        await self.writer.write([OutRecord(
-            self.topics.dead_letters, record.key, record.value,
-            {
-                "polku.source.topic": tp.topic,
-                "polku.source.partition": str(tp.partition),
-                "polku.source.offset": str(record.offset),
-                "polku.error.reason": reason,
-                "polku.error": error,
-            },
-        )])
+        letter = DeadLetter(record.key, record.value, tp.topic, tp.partition, record.offset,
+                            reason, error)
+        await self.writer.write([OutRecord(self.topics.dead_letters, letter.key,
+                                           letter.value, letter.headers())])
         metrics.TRANSITIONS.labels("dead_letter").inc()
         log.warning("dead-lettered offset %d of partition %d: %s", record.offset, tp.partition,
                     reason)

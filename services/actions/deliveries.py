@@ -1,34 +1,18 @@
-"""Which deliveries a transition record makes: parse it, match the journey's webhooks, build
-each body. Pure: no I/O, so the consumer's batch and the tests share it unchanged."""
+"""Which deliveries a transition record makes: match the journey's webhooks, build each body.
+Pure: no I/O, so the consumer's batch and the tests share it unchanged. The record itself, and
+reading it, are shared.wire's (decode_transition)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
-from shared.journey import Journey, Transition, WebhookTarget, delivery_id, webhooks_for
-
-
-class MalformedTransition(Exception):
-    """A record on the transitions topic that is not a transition this worker understands."""
-
-    def __init__(self, reason: str, error: str) -> None:
-        self.reason = reason  # label-safe code: invalid_json | invalid_field
-        self.error = error  # which field and what is wrong; never the payload
-        super().__init__(f"{reason}: {error}")
-
-
-@dataclass(frozen=True)
-class TransitionRecord:
-    """A transition as published by the stager: the wire message, and the engine's form of it."""
-
-    message: Mapping[str, Any]
-    transition: Transition
+from shared.journey import Journey, WebhookTarget, delivery_id, webhooks_for
+from shared.wire import MalformedTransition as MalformedTransition
+from shared.wire import TransitionRecord, decode_transition
 
 
 @dataclass(frozen=True)
@@ -52,80 +36,8 @@ def endpoint_id(url: str) -> str:
     return "ep_" + hashlib.sha256(url.encode()).hexdigest()[:16]
 
 
-def parse_record(value: bytes | None) -> TransitionRecord:
-    try:
-        message = json.loads(value) if value is not None else None
-    except ValueError as exc:  # includes UnicodeDecodeError
-        error = f"not UTF-8 JSON ({type(exc).__name__})"
-        raise MalformedTransition("invalid_json", error) from None
-    if not isinstance(message, dict):
-        raise MalformedTransition("invalid_json", "not a JSON object")
-    return TransitionRecord(message, _transition(message))
-
-
-def _transition(message: Mapping[str, Any]) -> Transition:
-    transition_id = _text(message, "transition_id")
-    try:
-        uuid.UUID(transition_id)
-    except ValueError:
-        raise MalformedTransition("invalid_field", "transition_id: must be a UUID") from None
-    journey = message.get("journey")
-    if not isinstance(journey, Mapping):
-        raise MalformedTransition("invalid_field", "journey: must be an object")
-    journey_id = _text(journey, "id", "journey.id")
-    version = journey.get("version")
-    if not isinstance(version, int) or isinstance(version, bool):
-        raise MalformedTransition("invalid_field", "journey.version: must be an integer")
-    to_stage = _stage(message, "to")
-    if to_stage is None:
-        raise MalformedTransition("invalid_field", "to: must be a stage object")
-    try:
-        at = datetime.fromisoformat(_text(message, "at"))
-    except ValueError:
-        raise MalformedTransition("invalid_field", "at: must be an ISO 8601 time") from None
-    if at.tzinfo is None:
-        raise MalformedTransition("invalid_field", "at: needs a time zone")
-    rule_id = message.get("rule_id")
-    if rule_id is not None and not isinstance(rule_id, str):
-        raise MalformedTransition("invalid_field", "rule_id: must be a string or null")
-    reason = message.get("reason")
-    return Transition(
-        transition_id=transition_id,
-        journey_id=journey_id,
-        journey_version=version,
-        contact=_text(message, "contact"),
-        from_stage=_stage(message, "from"),
-        to_stage=to_stage,
-        at=at.astimezone(UTC),
-        cause=_cause(message.get("cause")),
-        rule_id=rule_id,
-        reason=reason if isinstance(reason, str) else "",
-    )
-
-
-def _text(data: Mapping[str, Any], key: str, name: str | None = None) -> str:
-    value = data.get(key)
-    if not isinstance(value, str) or not value:
-        raise MalformedTransition("invalid_field", f"{name or key}: must be a non-empty string")
-    return value
-
-
-def _stage(message: Mapping[str, Any], key: str) -> str | None:
-    stage = message.get(key)
-    if stage is None:
-        return None
-    if not isinstance(stage, Mapping):
-        raise MalformedTransition("invalid_field", f"{key}: must be a stage object or null")
-    return _text(stage, "id", f"{key}.id")
-
-
-def _cause(cause: object) -> str:
-    # The engine's form: the touchpoint's messageId, or "timer:<rule>".
-    if isinstance(cause, Mapping):
-        if cause.get("kind") == "timer":
-            return f"timer:{cause.get('rule')}"
-        return str(cause.get("message_id") or "")
-    return ""
+# The consumer's name for shared.wire.decode_transition.
+parse_record = decode_transition
 
 
 def plan(record: TransitionRecord, journeys: Mapping[str, Journey]) -> list[PlannedDelivery]:

@@ -33,12 +33,12 @@ from aiokafka.errors import (
     ProducerFenced,
     UnknownProducerId,
 )
-from aiokafka.partitioner import murmur2
 from sqlalchemy.exc import SQLAlchemyError
 
 from services.ingest import metrics
 from services.ingest.touchpoint import Record
 from shared.streams import OutRecord, RecordWriter
+from shared.wire import key_hash
 
 log = logging.getLogger("polku.ingest")
 
@@ -75,11 +75,12 @@ def _consume_outcome(future: asyncio.Future[object]) -> None:
 
 
 class ContactHashes:
-    """murmur2 of each contact key, as Kafka's default partitioner computes it, cached.
+    """shared.wire.key_hash of each contact key, cached.
 
-    Choosing the partition ourselves keeps the mapping every Kafka client uses (murmur2 of the
-    key modulo the partition count), so other producers keyed by contact agree with ingest;
-    it is cached because aiokafka's murmur2 is pure Python and contacts recur.
+    Choosing the partition ourselves keeps the mapping every Kafka client uses (the key's hash
+    modulo the partition count: shared.wire.partition_for_key), so other producers keyed by
+    contact agree with ingest; the hash is cached because aiokafka's murmur2 is pure Python and
+    contacts recur.
     """
 
     def __init__(self, capacity: int = 100_000) -> None:
@@ -91,7 +92,7 @@ class ContactHashes:
         if found is None:
             if len(self._hashes) >= self._capacity:
                 self._hashes.clear()  # cheaper than LRU bookkeeping, and rare
-            found = self._hashes[key] = murmur2(key) & 0x7FFFFFFF
+            found = self._hashes[key] = key_hash(key)
         return found
 
 

@@ -8,7 +8,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.bearer import ApiToken
-from shared.journey.touchpoint import MAX_EVENT_TIME_AHEAD
+from shared.wire import MAX_EVENT_TIME_AHEAD
 
 READ_TOKEN_SETTING = "POLKU_INGEST_READ_TOKEN"
 

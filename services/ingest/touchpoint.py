@@ -1,8 +1,9 @@
 """Turns one Segment call (track, identify, page, screen, group, alias) into a touchpoint record.
 
-The record is what the stager consumes: a Kafka key (the contact) and a JSON value in the wire
-format of docs/ingest.md. This is the hot path of ingest, so it is plain functions over the
-parsed JSON (no model objects), and each check raises InvalidEvent naming the field.
+The record is what the stager consumes: a Kafka key (the contact) and a JSON value, the
+touchpoint message of shared.wire (docs/ingest.md describes it). This is the hot path of
+ingest, so it is plain functions over the parsed JSON (no model objects), and each check raises
+InvalidEvent naming the field.
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ from typing import Any, NamedTuple
 from pydantic_core import PydanticSerializationError, to_json
 
 from services.ingest.errors import InvalidEvent
-from shared.journey.touchpoint import EARLIEST_EVENT_TIME
+from shared.journey import TOUCHPOINT_TYPES
+from shared.wire import EARLIEST_EVENT_TIME, encode_touchpoint
 
-TYPES = frozenset({"track", "identify", "page", "screen", "group", "alias"})
-WIRE_VERSION = 1
+TYPES = frozenset(TOUCHPOINT_TYPES)  # a set: one hash lookup per call
 # The stager keeps contacts and messageIds in varchar(200) columns; longer ids would poison it.
 MAX_ID_CHARS = 200
-# Event times before EARLIEST_EVENT_TIME (shared with the stager's reader) are a device's reset
+# Event times before EARLIEST_EVENT_TIME (the stager's reader refuses them too) are a device's reset
 # clock or a bug, not an event: refused (400). Later times are kept, however old: a backfill of
 # history is a legitimate use.
 DEFAULT_MAX_FUTURE_SKEW = timedelta(hours=1)
@@ -141,28 +142,13 @@ def to_record(
     message_id = get("messageId")
     message_id = _id(message_id, "messageId") if message_id is not None else None
 
-    message: dict[str, Any] = {
-        "v": WIRE_VERSION,
-        "type": kind,
-        "messageId": message_id or str(uuid.uuid4()),
-        "contact": contact,
-        "userId": user_id,
-        "anonymousId": anonymous_id,
-        "previousId": previous_id,
-        "groupId": group_id,
-        "event": event or None,
-        "name": name or None,
-        "properties": properties,
-        "traits": traits,
-        "context": context,
-        "timestamp": timestamp,
-        "originalTimestamp": original,
-        "sentAt": sent_at,
-        "receivedAt": arrival.received_text,
-        "sourceId": arrival.source_id,
-    }
-    if adjusted is not None:
-        message["timestampAdjusted"] = adjusted
+    # By position, in encode_touchpoint's order: keywords cost ~0.4 µs per event here.
+    message = encode_touchpoint(
+        kind, message_id or str(uuid.uuid4()), contact,
+        user_id, anonymous_id, previous_id, group_id,
+        event or None, name or None, properties, traits, context,
+        timestamp, original, sent_at, arrival.received_text, arrival.source_id, adjusted,
+    )
     return Record(contact.encode(), _serialise(message), kind)
 
 

@@ -9,7 +9,6 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from shared.journey.engine import advance
 from shared.journey.errors import InvalidTouchpoint
@@ -19,6 +18,7 @@ from shared.journey.step import Step
 from shared.journey.timer import TimerTick
 from shared.journey.touchpoint import Touchpoint
 from shared.journey.transition import Transition
+from shared.wire import decode_touchpoint, encode_transition
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ def parse(records: Iterable[Record]) -> tuple[list[Touchpoint], list[DeadLetter]
                                    f"value is not UTF-8 JSON ({type(exc).__name__})"))
             continue
         try:
-            touchpoints.append(Touchpoint.from_message(message))  # type: ignore[arg-type]
+            touchpoints.append(decode_touchpoint(message))
         except InvalidTouchpoint as exc:
             dead.append(DeadLetter(record.offset, record.key, record.value, "invalid_field",
                                    f"{exc.field}: {exc.problem}"))
@@ -130,39 +130,5 @@ def apply_timers(
     return changes, failed
 
 
-def transition_message(
-    transition: Transition, journey: Journey | None, state: ContactState | None,
-    cause_event: str | None,
-) -> dict[str, Any]:
-    """The record published on the transitions topic (and the body webhooks are built from)."""
-
-    def stage(stage_id: str | None) -> dict[str, Any] | None:
-        if stage_id is None:
-            return None
-        found = journey.stage(stage_id) if journey is not None else None
-        labels = found.labels.as_json() if found else {}
-        return {"id": stage_id, "labels": labels}
-
-    # The channels the contact first and last came through, shaped as the read API shows
-    # them: sales asks for the first-touch channel on the hand-off webhook.
-    first, last = (state.first_touch, state.last_touch) if state is not None else (None, None)
-    if transition.cause.startswith("timer:"):
-        cause: dict[str, Any] = {"kind": "timer", "rule": transition.cause.removeprefix("timer:")}
-    else:
-        cause = {"kind": "event", "message_id": transition.cause, "event": cause_event}
-    return {
-        "v": 1,
-        "type": "contact.stage_changed",
-        "transition_id": transition.transition_id,
-        "journey": {"id": transition.journey_id, "version": transition.journey_version},
-        "contact": transition.contact,
-        "traits": dict(state.traits) if state is not None else {},
-        "from": stage(transition.from_stage),
-        "to": stage(transition.to_stage),
-        "at": transition.at.isoformat(),
-        "cause": cause,
-        "rule_id": transition.rule_id,
-        "reason": transition.reason,
-        "first_touch": {"channel": first.channel, "at": first.at.isoformat()} if first else None,
-        "last_touch": {"channel": last.channel, "at": last.at.isoformat()} if last else None,
-    }
+# The stager's name for shared.wire.encode_transition, which the store writes to the outbox.
+transition_message = encode_transition

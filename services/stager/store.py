@@ -30,6 +30,7 @@ from services.stager.processing import (
     parse,
     transition_message,
 )
+from shared import wire
 from shared.db.dialect import insert as _insert
 from shared.db.dialect import is_postgres as _is_postgres
 from shared.db.tables import (
@@ -381,18 +382,15 @@ async def dead_letter_record(
 
 
 def _dead_letter_row(where: Partition, dead: DeadLetter, topics: Topics) -> dict[str, object]:
+    # The message (shared.wire) for the record the batch rejected (processing.DeadLetter).
+    letter = wire.DeadLetter(dead.key, dead.value, where.topic, where.partition, dead.offset,
+                             dead.reason, dead.error)
     return {
         "partition": where.partition,
         "topic": topics.dead_letters,
-        "key": dead.key,
-        "payload": dead.value,
-        "headers": {
-            "polku.source.topic": where.topic,
-            "polku.source.partition": str(where.partition),
-            "polku.source.offset": str(dead.offset),
-            "polku.error.reason": dead.reason,
-            "polku.error": dead.error,
-        },
+        "key": letter.key,
+        "payload": letter.value,
+        "headers": letter.headers(),
     }
 
 

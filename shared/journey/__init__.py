@@ -31,17 +31,18 @@ from shared.journey.loader import (
 from shared.journey.problem import Problem
 from shared.journey.rule import Rule
 from shared.journey.schema import json_schema
-from shared.journey.simulate import replay, run_timers, simulate
+from shared.journey.simulate import replay, run_timers
 from shared.journey.stage import Labels, Stage
 from shared.journey.state import ContactState, ScoreTotal, Touch
 from shared.journey.step import Step
 from shared.journey.templates import template_ids
 from shared.journey.timer import TimerTick
 from shared.journey.timers import next_deadline
-from shared.journey.touchpoint import Touchpoint
-from shared.journey.transition import Transition
+from shared.journey.touchpoint import TOUCHPOINT_TYPES, Touchpoint, parse_time
+from shared.journey.transition import Transition, timer_cause, timer_rule
 
 __all__ = [
+    "TOUCHPOINT_TYPES",
     "Action",
     "Condition",
     "ContactState",
@@ -76,10 +77,12 @@ __all__ = [
     "load_template",
     "next_deadline",
     "parse_duration",
+    "parse_time",
     "replay",
     "run_timers",
-    "simulate",
     "template_ids",
+    "timer_cause",
+    "timer_rule",
     "validate_path",
     "webhooks_for",
 ]

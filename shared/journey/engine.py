@@ -22,7 +22,7 @@ from shared.journey.step import Step
 from shared.journey.timer import TimerTick
 from shared.journey.timers import due_timer, fire_time, next_deadline
 from shared.journey.touchpoint import Touchpoint
-from shared.journey.transition import Transition, transition_id
+from shared.journey.transition import Transition, timer_cause, transition_id
 
 # Guards against rules with tiny durations chasing each other through a long gap; the step's
 # next_deadline is then still due, so the stager ticks again and the chase resumes.
@@ -104,7 +104,7 @@ def _fire_timers(
             journey,
             rule.rule.to,
             fire_time(state, due_at),
-            f"timer:{rule.rule.id}",
+            timer_cause(rule.rule.id),
             rule.rule.id,
             rule.reason,
         )

@@ -21,7 +21,7 @@ from shared.journey.condition import (
     Weight,
 )
 from shared.journey.reader import Reader
-from shared.journey.touchpoint import TYPES
+from shared.journey.touchpoint import TOUCHPOINT_TYPES
 from shared.journey.yaml_source import Node
 
 EVENT_KEYS = ("event", "type", "name", "channel", "properties")
@@ -105,12 +105,12 @@ class ConditionReader:
                 picked[key] = found
         types = picked.get("type", ())
         for kind in types:
-            if kind not in TYPES:
+            if kind not in TOUCHPOINT_TYPES:
                 self.reader.problem(
                     values["type"],
                     f"{field}.type",
                     f"'{kind}' in {self.owner} is not a touchpoint type; use one of: "
-                    f"{', '.join(TYPES)}",
+                    f"{', '.join(TOUCHPOINT_TYPES)}",
                 )
                 ok = False
         properties: tuple[Filter, ...] | None = ()

@@ -13,7 +13,7 @@ from shared.journey.condition import OPERATORS
 from shared.journey.durations import DURATION_HINT
 from shared.journey.parse_action import RESERVED_HEADERS
 from shared.journey.templates import template_ids
-from shared.journey.touchpoint import TYPES
+from shared.journey.touchpoint import TOUCHPOINT_TYPES
 
 SCHEMA_ID = "https://polku.dev/schemas/journey.json"
 
@@ -192,8 +192,8 @@ def _event_properties(one_or_many: dict[str, Any]) -> dict[str, Any]:
         "event": {**one_or_many, "description": "Track event name(s), e.g. Demo Requested."},
         "type": {
             "oneOf": [
-                {"enum": list(TYPES)},
-                {"type": "array", "minItems": 1, "items": {"enum": list(TYPES)}},
+                {"enum": list(TOUCHPOINT_TYPES)},
+                {"type": "array", "minItems": 1, "items": {"enum": list(TOUCHPOINT_TYPES)}},
             ]
         },
         "name": {**one_or_many, "description": "Page or screen name(s)."},

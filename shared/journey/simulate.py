@@ -1,10 +1,12 @@
-"""Replaying touchpoints through a journey without any infrastructure ("what-if" runs)."""
+"""Replaying touchpoints through a journey without any infrastructure ("what-if" runs).
+
+Runs from wire messages (`polku simulate`) are shared.simulation: reading them is shared.wire's.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
 
 from shared.journey.engine import advance
 from shared.journey.journey import Journey
@@ -39,25 +41,3 @@ def run_timers(journey: Journey, state: ContactState | None, until: datetime) ->
         step = advance(step.state, TimerTick(until), journey)
         transitions.extend(step.transitions)
     return Step(step.state, tuple(transitions), step.next_deadline)
-
-
-def simulate(
-    journey: Journey, messages: Iterable[Mapping[str, Any]], until: datetime | None = None
-) -> dict[str, list[Transition]]:
-    """Each contact's transitions for wire messages in arrival order, as the stager would take them.
-
-    Messages are grouped by contact (the partition key) keeping their order; after a contact's
-    last message its timers are ticked up to `until`, if given. Raises InvalidTouchpoint on a
-    malformed message.
-    """
-    by_contact: dict[str, list[Touchpoint]] = {}
-    for message in messages:
-        touchpoint = Touchpoint.from_message(message)
-        by_contact.setdefault(touchpoint.contact, []).append(touchpoint)
-    paths: dict[str, list[Transition]] = {}
-    for contact, touchpoints in by_contact.items():
-        step = replay(journey, touchpoints)
-        paths[contact] = list(step.transitions)
-        if until is not None:
-            paths[contact].extend(run_timers(journey, step.state, until).transitions)
-    return paths

@@ -10,6 +10,10 @@ from typing import Any
 
 from shared.journey.touchpoint import parse_time
 
+# A transition's cause in the engine's form: the touchpoint's messageId, or this prefix and the
+# rule whose timer fired. (On the wire, shared.wire spells it out as an object.)
+_TIMER = "timer:"
+
 # Fixed namespace: transition ids must be identical across replays, machines and releases.
 _NAMESPACE = uuid.UUID("5b0e6c1e-7d1f-4c55-9c8a-6f6f6c6b7570")
 
@@ -61,3 +65,13 @@ class Transition:
 def transition_id(journey_id: str, contact: str, cause: str, sequence: int) -> str:
     """Deterministic id: replaying the same touchpoints yields the same ids, so consumers dedupe."""
     return str(uuid.uuid5(_NAMESPACE, f"{journey_id}\x1f{contact}\x1f{cause}\x1f{sequence}"))
+
+
+def timer_cause(rule_id: str) -> str:
+    """The cause of a transition made by `rule_id`'s timer (part of its transition id)."""
+    return _TIMER + rule_id
+
+
+def timer_rule(cause: str) -> str | None:
+    """The rule whose timer caused a transition, or None when a touchpoint caused it."""
+    return cause[len(_TIMER):] if cause.startswith(_TIMER) else None

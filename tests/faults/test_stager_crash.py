@@ -17,9 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shared.db.engine import make_engine
 from shared.db.tables import consumer_offsets, transitions
 from shared.journey.loader import load_journeys
-from shared.journey.simulate import simulate
 from shared.kafka import ensure_topics
 from shared.settings import DatabaseSettings, KafkaSettings
+from shared.simulation import simulate
 from tests.messages import produce, touchpoint
 from tests.processes import ServiceProcess, service_env
 from tests.stager_harness import JOURNEYS, payloads, read_topic, wait_consumed

@@ -8,13 +8,10 @@ from typing import Any
 
 import pytest
 
-from services.actions.deliveries import (
-    MalformedTransition,
-    endpoint_id,
-    parse_record,
-    plan,
-)
+from services.actions.deliveries import endpoint_id, plan
 from shared.journey import journey_from_yaml
+from shared.wire import MalformedTransition
+from shared.wire import decode_transition as parse_record
 
 JOURNEY = journey_from_yaml("""
 id: deals

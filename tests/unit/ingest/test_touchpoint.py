@@ -18,7 +18,7 @@ from services.ingest.touchpoint import (
     parse_sent_at,
     to_record,
 )
-from shared.journey.touchpoint import Touchpoint
+from shared.wire import decode_touchpoint
 
 RECEIVED = datetime(2026, 11, 23, 8, 0, 30, 250000, tzinfo=UTC)
 ARRIVAL = Arrival(RECEIVED, iso(RECEIVED), "source-1", 32 * 1024)
@@ -53,7 +53,7 @@ def test_a_track_call_becomes_the_wire_message_keyed_by_user_id() -> None:
         "sentAt": None, "receivedAt": "2026-11-23T08:00:30.250Z", "sourceId": "source-1",
     }
     # The stager's own validator accepts it.
-    Touchpoint.from_message(got)
+    decode_touchpoint(got)
 
 
 def test_without_a_user_id_the_anonymous_id_is_the_contact() -> None:
@@ -207,7 +207,7 @@ def test_any_call_is_either_a_valid_touchpoint_or_a_named_refusal(
     except InvalidEvent as error:
         assert error.problem and error.reason in {"invalid_field", "missing_field", "too_large"}
         return
-    Touchpoint.from_message(got)  # whatever ingest accepts, the stager can read
+    decode_touchpoint(got)  # whatever ingest accepts, the stager can read
 
 
 def test_an_event_of_exactly_the_size_limit_is_kept_and_one_byte_more_is_refused() -> None:
@@ -230,7 +230,7 @@ def test_an_event_time_beyond_the_allowed_skew_becomes_received_at_and_is_flagge
     assert got["timestampAdjusted"] == {"reason": "future",
                                         "original": "9999-12-31T00:00:00.000Z"}
     # The stager reads the flagged message like any other.
-    assert Touchpoint.from_message(got).timestamp == RECEIVED.replace(microsecond=250000)
+    assert decode_touchpoint(got).timestamp == RECEIVED.replace(microsecond=250000)
 
 
 def test_an_event_time_within_the_allowed_skew_is_kept_unflagged() -> None:

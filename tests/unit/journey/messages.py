@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.journey import Journey, Touchpoint, journey_from_yaml
+from shared.wire import decode_touchpoint
 from tests.messages import touchpoint
 
 T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
@@ -36,15 +37,15 @@ def message(
                       message_id=message_id or f"msg-{next(_ids)}")
 
 def track(event: str, when: datetime = T0, **kw: Any) -> Touchpoint:
-    return Touchpoint.from_message(message("track", event=event, when=when, **kw))
+    return decode_touchpoint(message("track", event=event, when=when, **kw))
 
 
 def page(when: datetime = T0, **kw: Any) -> Touchpoint:
-    return Touchpoint.from_message(message("page", when=when, **kw))
+    return decode_touchpoint(message("page", when=when, **kw))
 
 
 def identify(traits: dict[str, Any], when: datetime = T0, **kw: Any) -> Touchpoint:
-    return Touchpoint.from_message(message("identify", traits=traits, when=when, **kw))
+    return decode_touchpoint(message("identify", traits=traits, when=when, **kw))
 
 
 def journey(text: str) -> Journey:

@@ -31,6 +31,7 @@ from shared.journey.condition import (
 )
 from shared.journey.evaluation import holds
 from shared.journey.matching import touchpoint_matches
+from shared.wire import decode_touchpoint
 
 from .messages import FUNNEL, T0, journey, message
 
@@ -125,7 +126,7 @@ def touchpoints(draw: st.DrawFn) -> Touchpoint:
         properties=draw(MAPPINGS),
         context={"campaign": {"medium": medium}} if medium else {},
     )
-    return Touchpoint.from_message(raw)
+    return decode_touchpoint(raw)
 
 
 @st.composite

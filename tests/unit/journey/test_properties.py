@@ -18,6 +18,7 @@ from shared.journey import (
     advance,
     replay,
 )
+from shared.wire import decode_touchpoint
 
 from .messages import FUNNEL, T0, journey, message
 
@@ -77,7 +78,7 @@ def touchpoints(draw: st.DrawFn) -> Touchpoint:
     else:
         persona = draw(st.sampled_from(["cto", "cmo"]))
         raw = message("identify", traits={"persona": persona}, when=when, message_id=message_id)
-    return Touchpoint.from_message(raw)
+    return decode_touchpoint(raw)
 
 
 def ticks() -> st.SearchStrategy[list[Touchpoint | TimerTick]]:

@@ -9,7 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from services.journeys_cli import app
-from shared.journey import InvalidTouchpoint, load_journey, simulate
+from shared.journey import InvalidTouchpoint, load_journey
+from shared.simulation import simulate
 
 from .messages import FUNNEL, at, funnel, message
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from services.actions.deliveries import TransitionRecord, plan
-from services.stager.processing import apply_touchpoints, transition_message
+from services.actions.deliveries import plan
+from services.stager.processing import apply_touchpoints
 from shared.journey import (
     ContactState,
     Journey,
@@ -16,6 +16,8 @@ from shared.journey import (
     advance,
     load_journey,
 )
+from shared.wire import TransitionRecord, decode_touchpoint
+from shared.wire import encode_transition as transition_message
 from tests.unit.journey.messages import at, message
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -39,12 +41,12 @@ def walk(journey: Journey, touchpoints: list[Touchpoint]
 
 def cto_asks_for_a_demo() -> list[Touchpoint]:
     return [
-        Touchpoint.from_message(message(
+        decode_touchpoint(message(
             "page", name="Pricing", when=at(0), traits={"persona": "cto", "email": "m@example.com"},
             context={"campaign": {"medium": "cpc", "source": "google"}})),
-        Touchpoint.from_message(message(
+        decode_touchpoint(message(
             "identify", when=at(1), traits={"persona": "cto", "email": "m@example.com"})),
-        Touchpoint.from_message(message(
+        decode_touchpoint(message(
             "track", event="Demo Requested", when=at(2),
             context={"page": {"referrer": "https://www.linkedin.com/feed/"}})),
     ]
@@ -88,7 +90,7 @@ def test_without_a_contact_state_the_record_has_no_touches_rather_than_failing()
 def test_a_transition_carries_the_contact_as_it_was_then_not_at_the_end_of_the_batch() -> None:
     journey = b2b_cto()
     touchpoints = cto_asks_for_a_demo()
-    later = Touchpoint.from_message(message(
+    later = decode_touchpoint(message(
         "identify", when=at(3), traits={"persona": "cto", "plan": "enterprise"}))
     changes = apply_touchpoints({}, [*touchpoints, later], [journey])
     handoff = next(t for t, _ in changes.transitions if t.to_stage == "selection")
