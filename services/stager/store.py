@@ -32,6 +32,7 @@ from services.stager.processing import (
 )
 from shared.db.dialect import insert as _insert
 from shared.db.dialect import is_postgres as _is_postgres
+from shared.db.read_model import state_row, transition_row
 from shared.db.tables import (
     consumer_offsets,
     contact_states,
@@ -205,22 +206,10 @@ async def _load_states(
 
 def _decode_states(rows: Iterable[Any]) -> dict[StateKey, ContactState]:
     states = {}
-    for (data,) in rows:  # a dict, or JSON text (SQLite, and PostgreSQL's `state::text`)
-        state = ContactState.from_json(data if isinstance(data, dict) else json.loads(data))
+    for (data,) in rows:
+        state = ContactState.from_stored(data)
         states[(state.journey_id, state.contact)] = state
     return states
-
-
-def _stored_form(state: ContactState) -> dict[str, object]:
-    """The state's JSON without the engine's ring of recent messageIds.
-
-    processed_messages already rejects redeliveries for `dedupe_retention_days`, which is a
-    stronger promise than the ring, and the ring would make every row of an active contact
-    carry hundreds of ids.
-    """
-    data = state.to_json()
-    data["seen"] = []
-    return data
 
 
 async def _persist(
@@ -231,39 +220,13 @@ async def _persist(
     events: Mapping[str, str | None],
     topics: Topics,
 ) -> None:
-    states: list[dict[str, object]] = [
-        {
-            "journey_id": key[0],
-            "contact": key[1],
-            "journey_version": step.state.journey_version,
-            "stage": step.state.stage,
-            "stage_entered_at": step.state.stage_entered_at,
-            "state": _stored_form(step.state),
-            "timer_due_at": step.next_deadline,
-        }
-        for key, step in changes.states.items()
-        if step.state is not None
-    ]
+    states = [state_row(step.state, step.next_deadline)
+              for step in changes.states.values() if step.state is not None]
     if states:
         await _upsert_states(conn, partition, states)
     if not changes.transitions:
         return
-    await _insert_transitions(conn, [
-        {
-            "transition_id": t.transition_id,
-            "journey_id": t.journey_id,
-            "journey_version": t.journey_version,
-            "contact": t.contact,
-            "from_stage": t.from_stage,
-            "to_stage": t.to_stage,
-            "at": t.at,
-            "cause": t.cause,
-            "rule_id": t.rule_id,
-            "reason": t.reason,
-            "seq": seq,
-        }
-        for t, seq in changes.transitions
-    ])
+    await _insert_transitions(conn, [transition_row(t, seq) for t, seq in changes.transitions])
     await _insert_outbox(conn, partition, topics.transitions, [
         {
             "key": t.contact.encode(),
