@@ -2,8 +2,8 @@
 
 `base.StagerStorage` names the five bulk operations a partition batch needs (claim messageIds,
 load states, upsert states, insert transitions, insert outbox rows); `postgres` implements them
-with `unnest` statements, `portable` with SQLAlchemy Core for SQLite (`polku dev`) and any other
-database. `storage_for` chooses between them from the engine's dialect, in this one place; the
+with `unnest` statements, `portable` with SQLAlchemy Core for SQLite (`polku dev`, the unit
+tests). `storage_for` chooses between them from the engine's dialect, in this one place; the
 store (services/stager/store.py) keeps the transaction, the offsets and what the batch means.
 """
 

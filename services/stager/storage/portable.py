@@ -1,7 +1,8 @@
-"""Any other database (SQLite in `polku dev`, the unit tests): SQLAlchemy Core, one row per set.
+"""SQLite (`polku dev`, the unit tests): SQLAlchemy Core, one parameter set per row.
 
-Executemany with SQLAlchemy's ON CONFLICT constructs: slower per row than the PostgreSQL
-backend's `unnest` statements, and the plainest statement of what each operation does.
+Executemany with the dialect's ON CONFLICT constructs (shared/db/dialect.py, which also knows
+PostgreSQL): slower per row than the PostgreSQL backend's `unnest` statements, and the plainest
+statement of what each operation does.
 """
 
 from __future__ import annotations
