@@ -1,20 +1,21 @@
-"""Read API over the stager's state: a contact's stage per journey, and the loaded journeys."""
+"""Read API over the stager's state: a contact's stage per journey, and the loaded journeys.
+
+What the stager stored is read through the contact read model (shared/db/read_model.py); this
+module only shapes it for HTTP.
+"""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.bearer import ApiToken, require_bearer
-from shared.db.tables import contact_states, transitions
+from shared.db.read_model import read_contact
 from shared.journey.journey import Journey
-from shared.journey.state import ContactState
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,37 +82,12 @@ async def list_journeys(api: Api) -> dict[str, Any]:
 )
 async def get_contact(contact_id: str, api: Api) -> dict[str, Any]:
     journeys = api.journeys
-    async with api.engine.connect() as conn:
-        states = (
-            await conn.execute(
-                sa.select(contact_states.c.state).where(contact_states.c.contact == contact_id)
-            )
-        ).scalars().all()
-        history = (
-            await conn.execute(
-                sa.select(transitions)
-                .where(transitions.c.contact == contact_id)
-                .order_by(transitions.c.journey_id, transitions.c.seq)
-            )
-        ).mappings().all()
-    if not states:
+    seen_in = await read_contact(api.engine, contact_id)
+    if not seen_in:
         raise HTTPException(404, detail=f"contact_id: no journey has seen contact {contact_id!r}")
-    by_journey: dict[str, list[dict[str, Any]]] = {}
-    for row in history:
-        by_journey.setdefault(row["journey_id"], []).append(
-            {
-                "transition_id": row["transition_id"],
-                "from": row["from_stage"],
-                "to": row["to_stage"],
-                "at": row["at"].isoformat(),
-                "cause": row["cause"],
-                "rule": row["rule_id"],
-                "reason": row["reason"],
-            }
-        )
     result = []
-    for data in states:
-        state = ContactState.from_json(data if isinstance(data, dict) else json.loads(data))
+    for view in seen_in:
+        state = view.state
         journey = journeys.get(state.journey_id)
         result.append(
             {
@@ -127,8 +103,18 @@ async def get_contact(contact_id: str, api: Api) -> dict[str, Any]:
                 "last_touch": _touch(state.last_touch),
                 "last_event_at": state.last_event_at.isoformat() if state.last_event_at else None,
                 "traits": dict(state.traits),
-                "history": by_journey.get(state.journey_id, []),
+                "history": [
+                    {
+                        "transition_id": t.transition_id,
+                        "from": t.from_stage,
+                        "to": t.to_stage,
+                        "at": t.at.isoformat(),
+                        "cause": t.cause,
+                        "rule": t.rule_id,
+                        "reason": t.reason,
+                    }
+                    for t in view.history
+                ],
             }
         )
-    result.sort(key=lambda j: str(j["journey"]))
     return {"contact": contact_id, "journeys": result}

@@ -33,7 +33,6 @@ from services.stager.store import (
     stage_counts,
     stored_offsets,
 )
-from services.stager.store import Topics as OutboxTopics
 from shared.clock import Clock
 from shared.failures import failure_reason, failure_text, is_outage, isolate
 from shared.journey.journey import Journey
@@ -79,7 +78,6 @@ class Stager:
         self.journeys = list(journeys)
         self.clock = clock
         # The topics the store's outbox rows are published to.
-        self.outbox_topics = OutboxTopics(topics.transitions, topics.dead_letters)
         self._stopping = asyncio.Event()
         self._next_timer_sweep = 0.0
         self._next_gauge_update = 0.0
@@ -166,7 +164,7 @@ class Stager:
     async def apply(self, tp: TopicPartition, records: list[Record]) -> None:
         started = time.perf_counter()
         where = Partition(self.settings.group_id, tp.topic, tp.partition)
-        result = await apply_batch(self.engine, where, records, self.journeys, self.outbox_topics)
+        result = await apply_batch(self.engine, where, records, self.journeys, self.topics)
         if result.skipped and result.next_offset is not None:
             # Another instance applied these while it owned the partition; resume after them.
             self._seek(tp, result.next_offset)
@@ -195,7 +193,7 @@ class Stager:
         where = Partition(self.settings.group_id, tp.topic, tp.partition)
         dead = DeadLetter(record.offset, record.key, record.value, failure_reason(error),
                           failure_text(error))
-        if not await dead_letter_record(self.engine, where, dead, self.outbox_topics):
+        if not await dead_letter_record(self.engine, where, dead, self.topics):
             return
         metrics.EVENTS.labels("dead_letter").inc()
         metrics.DEAD_LETTERS.labels(dead.reason).inc()
@@ -234,7 +232,7 @@ class Stager:
             where = Partition(self.settings.group_id, tp.topic, tp.partition)
             while True:
                 changes = await fire_timers(self.engine, where, self.journeys, now,
-                                            self.outbox_topics, self.settings.timer_batch)
+                                            self.topics, self.settings.timer_batch)
                 for journey_id, _ in changes.states:
                     metrics.TIMERS_FIRED.labels(journey_id).inc()
                 self._count(changes)

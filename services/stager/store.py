@@ -6,6 +6,11 @@ offset. A crash before the commit leaves nothing; after it, the stored offset sa
 resume. The offset row is locked (`FOR UPDATE`) first, so two instances that both believe they
 own a partition during a rebalance serialise, and the later one drops the records the earlier
 one already applied.
+
+What differs between databases (bulk claims, loads and inserts) is behind one storage protocol,
+services/stager/storage/: `unnest` statements on PostgreSQL, SQLAlchemy Core elsewhere. The
+backend is chosen from the engine's dialect once per transaction; everything on this page is the
+same for both.
 """
 
 from __future__ import annotations
@@ -30,19 +35,20 @@ from services.stager.processing import (
     parse,
     transition_message,
 )
+from services.stager.storage import StagerStorage, storage_for
 from shared import wire
 from shared.db.dialect import insert as _insert
-from shared.db.dialect import is_postgres as _is_postgres
+from shared.db.read_model import state_row, transition_row
 from shared.db.tables import (
     consumer_offsets,
     contact_states,
     outbox,
     processed_messages,
-    transitions,
 )
 from shared.journey.journey import Journey
 from shared.journey.state import ContactState
 from shared.journey.touchpoint import Touchpoint
+from shared.wire import Topics
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +60,6 @@ class Partition:
     partition: int
 
 
-@dataclass(frozen=True)
-class Topics:
-    transitions: str
-    dead_letters: str
-
-
 @dataclass
 class BatchResult:
     applied: int = 0
@@ -69,58 +69,6 @@ class BatchResult:
     changes: Changes = field(default_factory=Changes)
     next_offset: int | None = None
     latest_event_at: datetime | None = None  # of the batch's valid touchpoints (stream time)
-
-
-# PostgreSQL bulk statements. Each takes one array per column and `unnest`s them server-side:
-# one fixed statement per batch whatever its size, so asyncpg prepares it once per connection
-# and SQLAlchemy processes a handful of parameters instead of one set per row. (The portable
-# executemany forms below them stay for other databases.) Casts are written CAST(... AS ...)
-# because `::` right after a bind name confuses sa.text's parameter parsing.
-_CLAIM_PG = sa.text("""
-    insert into processed_messages (contact, message_id)
-    select * from unnest(CAST(:contacts AS text[]), CAST(:message_ids AS text[]))
-    on conflict do nothing
-    returning contact, message_id
-""")
-_LOAD_PG = sa.text("""
-    select state::text from contact_states where contact = any(CAST(:contacts AS text[]))
-""")
-_UPSERT_STATES_PG = sa.text("""
-    insert into contact_states (journey_id, contact, journey_version, stage, stage_entered_at,
-                                state, timer_due_at, partition, updated_at)
-    select journey_id, contact, journey_version, stage, stage_entered_at,
-           CAST(state AS jsonb), timer_due_at, :partition, now()
-    from unnest(CAST(:journey_ids AS text[]), CAST(:contacts AS text[]),
-                CAST(:journey_versions AS int[]), CAST(:stages AS text[]),
-                CAST(:stage_entered_ats AS timestamptz[]), CAST(:states AS text[]),
-                CAST(:timer_due_ats AS timestamptz[]))
-         AS t(journey_id, contact, journey_version, stage, stage_entered_at, state, timer_due_at)
-    on conflict (journey_id, contact) do update set
-        journey_version = excluded.journey_version, stage = excluded.stage,
-        stage_entered_at = excluded.stage_entered_at, state = excluded.state,
-        timer_due_at = excluded.timer_due_at, partition = excluded.partition,
-        updated_at = excluded.updated_at
-""")
-_INSERT_TRANSITIONS_PG = sa.text("""
-    insert into transitions (transition_id, journey_id, journey_version, contact, from_stage,
-                             to_stage, at, cause, rule_id, reason, seq)
-    select * from unnest(CAST(:transition_ids AS text[]), CAST(:journey_ids AS text[]),
-                         CAST(:journey_versions AS int[]), CAST(:contacts AS text[]),
-                         CAST(:from_stages AS text[]), CAST(:to_stages AS text[]),
-                         CAST(:ats AS timestamptz[]), CAST(:causes AS text[]),
-                         CAST(:rule_ids AS text[]), CAST(:reasons AS text[]),
-                         CAST(:seqs AS int[]))
-""")
-_INSERT_OUTBOX_PG = sa.text("""
-    insert into outbox (partition, topic, key, payload)
-    select :partition, :topic, key, payload
-    from unnest(CAST(:keys AS bytea[]), CAST(:payloads AS bytea[])) AS t(key, payload)
-""")
-
-
-def _columns(rows: Sequence[Mapping[str, object]], names: Iterable[str]) -> dict[str, list[object]]:
-    """Row dicts turned into one list per column, for the `unnest` statements (`names` plural)."""
-    return {f"{name}s": [row[name] for row in rows] for name in names}
 
 
 async def stored_offsets(engine: AsyncEngine, group_id: str, topic: str) -> dict[int, int]:
@@ -168,63 +116,38 @@ async def _save_offset(conn: AsyncConnection, where: Partition, next_offset: int
     )
 
 
-async def _claim_new(conn: AsyncConnection, touchpoints: Sequence[Touchpoint]) -> list[Touchpoint]:
+async def _claim_new(
+    storage: StagerStorage, conn: AsyncConnection, touchpoints: Sequence[Touchpoint]
+) -> list[Touchpoint]:
     """The touchpoints whose messageId this contact has not had before (first occurrence wins)."""
     unique: dict[tuple[str, str], Touchpoint] = {}
     for tp in touchpoints:
         unique.setdefault((tp.contact, tp.message_id), tp)
     if not unique:
         return []
-    if _is_postgres(conn):
-        inserted = await conn.execute(_CLAIM_PG, {"contacts": [c for c, _ in unique],
-                                                  "message_ids": [m for _, m in unique]})
-    else:
-        inserted = await conn.execute(
-            _insert(conn, processed_messages)
-            .on_conflict_do_nothing()
-            .returning(processed_messages.c.contact, processed_messages.c.message_id),
-            [{"contact": c, "message_id": m} for c, m in unique],
-        )
-    fresh = {(c, m) for c, m in inserted}
+    fresh = await storage.claim(conn, list(unique))
     return [tp for key, tp in unique.items() if key in fresh]
 
 
 async def _load_states(
-    conn: AsyncConnection, contacts: Iterable[str]
+    storage: StagerStorage, conn: AsyncConnection, contacts: Iterable[str]
 ) -> dict[StateKey, ContactState]:
     contacts = list(contacts)
     if not contacts:
         return {}
-    if _is_postgres(conn):
-        rows = await conn.execute(_LOAD_PG, {"contacts": contacts})
-    else:
-        rows = await conn.execute(
-            sa.select(contact_states.c.state).where(contact_states.c.contact.in_(contacts))
-        )
-    return _decode_states(rows)
+    return _decode_states(await storage.load_states(conn, contacts))
 
 
-def _decode_states(rows: Iterable[Any]) -> dict[StateKey, ContactState]:
+def _decode_states(stored: Iterable[Mapping[str, Any] | str]) -> dict[StateKey, ContactState]:
     states = {}
-    for (data,) in rows:  # a dict, or JSON text (SQLite, and PostgreSQL's `state::text`)
-        state = ContactState.from_json(data if isinstance(data, dict) else json.loads(data))
+    for data in stored:
+        state = ContactState.from_stored(data)
         states[(state.journey_id, state.contact)] = state
     return states
 
 
-def _stored_form(state: ContactState) -> dict[str, object]:
-    """The state's JSON without the engine's ring of recent messageIds.
-
-    processed_messages already rejects redeliveries for `dedupe_retention_days`, which is a
-    stronger promise than the ring, and the ring would make every row of an active contact
-    carry hundreds of ids.
-    """
-    data = state.to_json()
-    data["seen"] = []
-    return data
-
-
 async def _persist(
+    storage: StagerStorage,
     conn: AsyncConnection,
     partition: int,
     changes: Changes,
@@ -232,40 +155,16 @@ async def _persist(
     events: Mapping[str, str | None],
     topics: Topics,
 ) -> None:
-    states: list[dict[str, object]] = [
-        {
-            "journey_id": key[0],
-            "contact": key[1],
-            "journey_version": step.state.journey_version,
-            "stage": step.state.stage,
-            "stage_entered_at": step.state.stage_entered_at,
-            "state": _stored_form(step.state),
-            "timer_due_at": step.next_deadline,
-        }
-        for key, step in changes.states.items()
-        if step.state is not None
-    ]
+    states = [state_row(step.state, step.next_deadline)
+              for step in changes.states.values() if step.state is not None]
     if states:
-        await _upsert_states(conn, partition, states)
+        await storage.upsert_states(conn, partition, states)
     if not changes.transitions:
         return
-    await _insert_transitions(conn, [
-        {
-            "transition_id": t.transition_id,
-            "journey_id": t.journey_id,
-            "journey_version": t.journey_version,
-            "contact": t.contact,
-            "from_stage": t.from_stage,
-            "to_stage": t.to_stage,
-            "at": t.at,
-            "cause": t.cause,
-            "rule_id": t.rule_id,
-            "reason": t.reason,
-            "seq": seq,
-        }
-        for t, seq in changes.transitions
-    ])
-    await _insert_outbox(conn, partition, topics.transitions, [
+    await storage.insert_transitions(
+        conn, [transition_row(t, seq) for t, seq in changes.transitions]
+    )
+    await storage.insert_outbox(conn, partition, topics.transitions, [
         {
             "key": t.contact.encode(),
             "payload": json.dumps(
@@ -282,54 +181,6 @@ async def _persist(
     ])
 
 
-_STATE_COLUMNS = ("journey_id", "contact", "journey_version", "stage", "stage_entered_at",
-                  "state", "timer_due_at")
-
-
-async def _upsert_states(
-    conn: AsyncConnection, partition: int, rows: list[dict[str, object]]
-) -> None:
-    if _is_postgres(conn):
-        for row in rows:  # the statement casts the text to jsonb
-            row["state"] = json.dumps(row["state"], separators=(",", ":"))
-        await conn.execute(_UPSERT_STATES_PG,
-                           {"partition": partition, **_columns(rows, _STATE_COLUMNS)})
-        return
-    stmt = _insert(conn, contact_states)
-    await conn.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[contact_states.c.journey_id, contact_states.c.contact],
-            set_={
-                name: stmt.excluded[name]
-                for name in ("journey_version", "stage", "stage_entered_at", "state",
-                             "timer_due_at", "partition")
-            }
-            | {"updated_at": sa.func.now()},
-        ),
-        [{**row, "partition": partition} for row in rows],
-    )
-
-
-async def _insert_transitions(conn: AsyncConnection, rows: list[dict[str, object]]) -> None:
-    if _is_postgres(conn):
-        await conn.execute(_INSERT_TRANSITIONS_PG, _columns(rows, rows[0].keys()))
-    else:
-        await conn.execute(sa.insert(transitions), rows)
-
-
-async def _insert_outbox(
-    conn: AsyncConnection, partition: int, topic: str, rows: list[dict[str, bytes]]
-) -> None:
-    """Outbox rows without headers (transitions); `rows` holds each record's key and payload."""
-    if _is_postgres(conn):
-        await conn.execute(_INSERT_OUTBOX_PG, {"partition": partition, "topic": topic,
-                                               **_columns(rows, ("key", "payload"))})
-    else:
-        await conn.execute(sa.insert(outbox), [
-            {"partition": partition, "topic": topic, "headers": None, **row} for row in rows
-        ])
-
-
 async def apply_batch(
     engine: AsyncEngine,
     where: Partition,
@@ -339,6 +190,7 @@ async def apply_batch(
 ) -> BatchResult:
     """Apply one partition's records exactly once (see the module docstring)."""
     result = BatchResult()
+    storage = storage_for(engine)
     async with engine.begin() as conn:
         stored = await _lock_offset(conn, where)
         fresh_records = [r for r in records if r.offset >= stored]
@@ -349,13 +201,13 @@ async def apply_batch(
         touchpoints, result.dead_letters = parse(fresh_records)
         if touchpoints:
             result.latest_event_at = max(tp.timestamp for tp in touchpoints)
-        new = await _claim_new(conn, touchpoints)
+        new = await _claim_new(storage, conn, touchpoints)
         result.applied, result.duplicates = len(new), len(touchpoints) - len(new)
-        states = await _load_states(conn, {tp.contact for tp in new})
+        states = await _load_states(storage, conn, {tp.contact for tp in new})
         result.changes = apply_touchpoints(states, new, journeys)
         by_id = {j.id: j for j in journeys}
         events = {tp.message_id: tp.event or tp.name for tp in new}
-        await _persist(conn, where.partition, result.changes, by_id, events, topics)
+        await _persist(storage, conn, where.partition, result.changes, by_id, events, topics)
         if result.dead_letters:
             await conn.execute(
                 sa.insert(outbox),
@@ -404,6 +256,7 @@ async def fire_timers(
 ) -> Changes:
     """Advance contacts whose timer deadline has passed. Serialised with batches by the lock."""
     by_id = {j.id: j for j in journeys}
+    storage = storage_for(engine)
     async with engine.begin() as conn:
         await _lock_offset(conn, where)
         rows = await conn.execute(
@@ -415,7 +268,7 @@ async def fire_timers(
             .order_by(contact_states.c.timer_due_at)
             .limit(limit)
         )
-        states = _decode_states(rows)
+        states = _decode_states(rows.scalars())
         if not states:
             return Changes()
         changes, failed = apply_timers(states, by_id, now)
@@ -431,7 +284,7 @@ async def fire_timers(
                        .in_(unloaded))
                 .values(timer_due_at=None)
             )
-        await _persist(conn, where.partition, changes, by_id, {}, topics)
+        await _persist(storage, conn, where.partition, changes, by_id, {}, topics)
     return changes
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
@@ -84,6 +85,23 @@ class ContactState:
             "seen": list(self.seen),
             "sequence": self.sequence,
         }
+
+    def to_stored(self) -> dict[str, Any]:
+        """The JSON the stager stores: `to_json` without the ring of recent messageIds.
+
+        The stager's processed_messages table already rejects redeliveries for
+        `dedupe_retention_days`, which is a stronger promise than the ring, and the ring would
+        make every row of an active contact carry hundreds of ids.
+        """
+        data = self.to_json()
+        data["seen"] = []
+        return data
+
+    @classmethod
+    def from_stored(cls, data: Mapping[str, Any] | str | bytes) -> ContactState:
+        """The inverse of `to_stored`, from the stored column: a dict (JSONB, SQLite's JSON) or
+        JSON text (PostgreSQL's `state::text`). Its ring of recent messageIds is empty."""
+        return cls.from_json(json.loads(data) if isinstance(data, (str, bytes)) else data)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ContactState:

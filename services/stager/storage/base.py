@@ -1,0 +1,53 @@
+"""The bulk operations a stager batch makes inside its transaction, whatever the database.
+
+Each takes the batch's open connection: the store (services/stager/store.py) owns the
+transaction, locks the partition's offset row first and saves the next offset last, so a
+backend only has to write (or read) what it is given, all at once. Rows arrive as the contact
+read model shapes them (shared/db/read_model.py); states are returned in their stored form, for
+`ContactState.from_stored`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+MessageKey = tuple[str, str]  # (contact, messageId), the unit of dedupe
+
+
+class StagerStorage(Protocol):
+    async def claim(self, conn: AsyncConnection, keys: Sequence[MessageKey]) -> set[MessageKey]:
+        """Record each distinct (contact, messageId) as processed; the ones not recorded before.
+
+        `keys` holds no duplicates. What another batch already claimed stays claimed, so a
+        redelivered message is reported as not new.
+        """
+        ...
+
+    async def load_states(
+        self, conn: AsyncConnection, contacts: Sequence[str]
+    ) -> Iterable[Mapping[str, Any] | str]:
+        """The stored state of every (journey, contact) of `contacts` (`contacts` not empty)."""
+        ...
+
+    async def upsert_states(
+        self, conn: AsyncConnection, partition: int, rows: list[dict[str, object]]
+    ) -> None:
+        """Insert or replace these `contact_states` rows (`rows` not empty), owned by
+        `partition` from now on."""
+        ...
+
+    async def insert_transitions(
+        self, conn: AsyncConnection, rows: list[dict[str, object]]
+    ) -> None:
+        """Insert these `transitions` rows (`rows` not empty)."""
+        ...
+
+    async def insert_outbox(
+        self, conn: AsyncConnection, partition: int, topic: str, rows: list[dict[str, bytes]]
+    ) -> None:
+        """Queue records without headers (transitions) for `topic`; `rows` holds each record's
+        `key` and `payload` (not empty)."""
+        ...

@@ -1,0 +1,66 @@
+"""SQLite (`polku dev`, the unit tests): SQLAlchemy Core, one parameter set per row.
+
+Executemany with the dialect's ON CONFLICT constructs (shared/db/dialect.py, which also knows
+PostgreSQL): slower per row than the PostgreSQL backend's `unnest` statements, and the plainest
+statement of what each operation does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.stager.storage.base import MessageKey, StagerStorage
+from shared.db.dialect import insert
+from shared.db.tables import contact_states, outbox, processed_messages, transitions
+
+# What an upsert replaces of an existing state row (all but the key), besides `updated_at`.
+_REPLACED = ("journey_version", "stage", "stage_entered_at", "state", "timer_due_at", "partition")
+
+
+class PortableStorage(StagerStorage):
+    async def claim(self, conn: AsyncConnection, keys: Sequence[MessageKey]) -> set[MessageKey]:
+        inserted = await conn.execute(
+            insert(conn, processed_messages)
+            .on_conflict_do_nothing()
+            .returning(processed_messages.c.contact, processed_messages.c.message_id),
+            [{"contact": c, "message_id": m} for c, m in keys],
+        )
+        return {(c, m) for c, m in inserted}
+
+    async def load_states(
+        self, conn: AsyncConnection, contacts: Sequence[str]
+    ) -> Iterable[Mapping[str, Any] | str]:
+        return (
+            await conn.execute(
+                sa.select(contact_states.c.state).where(contact_states.c.contact.in_(contacts))
+            )
+        ).scalars()
+
+    async def upsert_states(
+        self, conn: AsyncConnection, partition: int, rows: list[dict[str, object]]
+    ) -> None:
+        stmt = insert(conn, contact_states)
+        await conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[contact_states.c.journey_id, contact_states.c.contact],
+                set_={name: stmt.excluded[name] for name in _REPLACED}
+                | {"updated_at": sa.func.now()},
+            ),
+            [{**row, "partition": partition} for row in rows],
+        )
+
+    async def insert_transitions(
+        self, conn: AsyncConnection, rows: list[dict[str, object]]
+    ) -> None:
+        await conn.execute(sa.insert(transitions), rows)
+
+    async def insert_outbox(
+        self, conn: AsyncConnection, partition: int, topic: str, rows: list[dict[str, bytes]]
+    ) -> None:
+        await conn.execute(sa.insert(outbox), [
+            {"partition": partition, "topic": topic, "headers": None, **row} for row in rows
+        ])
