@@ -20,7 +20,7 @@ from aiokafka.errors import KafkaError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.actions import metrics
-from services.actions.deliveries import MalformedTransition, PlannedDelivery, parse_record, plan
+from services.actions.deliveries import PlannedDelivery, plan
 from services.actions.settings import ActionsSettings
 from services.actions.store import create_deliveries
 from shared.clock import Clock
@@ -28,7 +28,7 @@ from shared.failures import failure_reason, failure_text, is_outage, isolate
 from shared.journey import Journey
 from shared.poll_loop import backoff, poll_until_stopped
 from shared.streams import OutRecord, RecordConsumer, RecordWriter
-from shared.wire import DeadLetter, Topics
+from shared.wire import DeadLetter, MalformedTransition, Topics, decode_transition
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ class TransitionConsumer:
         dead: list[tuple[TopicPartition, ConsumerRecord[bytes, bytes], MalformedTransition]] = []
         for tp, record in items:
             try:
-                transition = parse_record(record.value)
+                transition = decode_transition(record.value)
             except MalformedTransition as exc:
                 dead.append((tp, record, exc))
                 continue

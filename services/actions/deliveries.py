@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.journey import Journey, WebhookTarget, delivery_id, webhooks_for
-from shared.wire import MalformedTransition as MalformedTransition
-from shared.wire import TransitionRecord, decode_transition
+from shared.wire import TransitionRecord
 
 
 @dataclass(frozen=True)
@@ -34,10 +33,6 @@ class PlannedDelivery:
 def endpoint_id(url: str) -> str:
     """A stable, non-personal name for an endpoint (metric label, API handle)."""
     return "ep_" + hashlib.sha256(url.encode()).hexdigest()[:16]
-
-
-# The consumer's name for shared.wire.decode_transition.
-parse_record = decode_transition
 
 
 def plan(record: TransitionRecord, journeys: Mapping[str, Journey]) -> list[PlannedDelivery]:

@@ -18,7 +18,7 @@ from shared.journey.step import Step
 from shared.journey.timer import TimerTick
 from shared.journey.touchpoint import Touchpoint
 from shared.journey.transition import Transition
-from shared.wire import decode_touchpoint, encode_transition
+from shared.wire import decode_touchpoint
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,3 @@ def apply_timers(
             continue
         changes.record(key, before, step)
     return changes, failed
-
-
-# The stager's name for shared.wire.encode_transition, which the store writes to the outbox.
-transition_message = encode_transition

@@ -33,7 +33,6 @@ from services.stager.processing import (
     apply_timers,
     apply_touchpoints,
     parse,
-    transition_message,
 )
 from services.stager.storage import StagerStorage, storage_for
 from shared import wire
@@ -168,7 +167,7 @@ async def _persist(
         {
             "key": t.contact.encode(),
             "payload": json.dumps(
-                transition_message(
+                wire.encode_transition(
                     t,
                     journeys.get(t.journey_id),
                     changes.state_after.get(t.transition_id),
