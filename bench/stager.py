@@ -32,8 +32,7 @@ from services.stager.settings import StagerSettings
 from services.stager.worker import STAGER_GC_MIDDLE, STAGER_GC_YOUNG
 from shared.clock import SystemClock
 from shared.db.engine import make_engine
-from shared.journey.journey import Journey
-from shared.journey.loader import load_journeys
+from shared.journey import Journey, load_journeys
 from shared.kafka import KafkaWriter, durable_producer, ensure_topics
 from shared.runtime import collect_less_often
 from shared.settings import DatabaseSettings, KafkaSettings

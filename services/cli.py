@@ -53,7 +53,7 @@ def ingest() -> None:
 def stager() -> None:
     """Run the stager: touchpoints in, stages and transitions out."""
     from services.stager.app import create_app
-    from shared.journey.errors import JourneyError
+    from shared.journey import JourneyError
     from shared.serve import serve
 
     settings = ServiceSettings()
@@ -98,7 +98,7 @@ def dev(
     from services.dev.run import serve_dev
     from services.dev.settings import DevSettings
     from services.ingest.settings import IngestSettings
-    from shared.journey.errors import JourneyError
+    from shared.journey import JourneyError
 
     settings = DevSettings()
     ingest_settings, actions_settings = IngestSettings(), ActionsSettings()

@@ -21,7 +21,7 @@ from services.stager.consumer import Stager
 from services.stager.settings import StagerSettings
 from shared.clock import Clock
 from shared.db.tables import consumer_offsets
-from shared.journey.loader import load_journeys
+from shared.journey import load_journeys
 from shared.kafka import KafkaWriter, durable_producer, ensure_topics
 from shared.settings import KafkaSettings
 

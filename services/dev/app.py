@@ -43,7 +43,7 @@ from shared.clock import Clock, SystemClock
 from shared.db.engine import database_reachable, make_engine
 from shared.db.migrate import upgrade
 from shared.embedded_log import EmbeddedLog
-from shared.journey.loader import load_journeys
+from shared.journey import load_journeys
 from shared.ops import add_ops_routes
 from shared.runtime import start_background
 from shared.settings import DatabaseSettings, ServiceSettings, TopicSettings

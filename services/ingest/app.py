@@ -29,9 +29,7 @@ from services.ingest.schemas import component_schemas
 from services.ingest.settings import IngestSettings
 from services.ingest.sources import SourceDirectory
 from shared.db.engine import database_reachable, make_engine
-from shared.journey.errors import JourneyError
-from shared.journey.journey import Journey
-from shared.journey.loader import load_journeys
+from shared.journey import Journey, JourneyError, load_journeys
 from shared.kafka import (
     TopicDurability,
     TopicsNotCreated,

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.bearer import ApiToken, require_bearer
 from shared.db.read_model import read_contact
-from shared.journey.journey import Journey
+from shared.journey import Journey
 
 
 @dataclass(frozen=True, slots=True)

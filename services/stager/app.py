@@ -19,7 +19,7 @@ from services.stager.settings import StagerSettings
 from services.stager.worker import start_stager
 from shared.clock import Clock, SystemClock
 from shared.db.engine import database_reachable, make_engine
-from shared.journey.loader import load_journeys
+from shared.journey import load_journeys
 from shared.kafka import (
     KafkaWriter,
     broker_reachable,

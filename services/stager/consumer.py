@@ -35,7 +35,7 @@ from services.stager.store import (
 )
 from shared.clock import Clock
 from shared.failures import failure_reason, failure_text, is_outage, isolate
-from shared.journey.journey import Journey
+from shared.journey import Journey
 from shared.poll_loop import backoff, poll_until_stopped
 from shared.streams import RecordConsumer, RecordWriter
 from shared.wire import Topics

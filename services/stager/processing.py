@@ -10,14 +10,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from shared.journey.engine import advance
-from shared.journey.errors import InvalidTouchpoint
-from shared.journey.journey import Journey
-from shared.journey.state import ContactState
-from shared.journey.step import Step
-from shared.journey.timer import TimerTick
-from shared.journey.touchpoint import Touchpoint
-from shared.journey.transition import Transition
+from shared.journey import (
+    ContactState,
+    InvalidTouchpoint,
+    Journey,
+    Step,
+    TimerTick,
+    Touchpoint,
+    Transition,
+    advance,
+)
 from shared.wire import decode_touchpoint
 
 

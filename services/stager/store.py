@@ -44,9 +44,7 @@ from shared.db.tables import (
     outbox,
     processed_messages,
 )
-from shared.journey.journey import Journey
-from shared.journey.state import ContactState
-from shared.journey.touchpoint import Touchpoint
+from shared.journey import ContactState, Journey, Touchpoint
 from shared.wire import Topics
 
 log = logging.getLogger(__name__)

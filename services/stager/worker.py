@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.stager.consumer import Stager
 from services.stager.settings import StagerSettings
 from shared.clock import Clock
-from shared.journey.journey import Journey
+from shared.journey import Journey
 from shared.runtime import collect_less_often, start_background
 from shared.streams import RecordConsumer, RecordWriter
 from shared.wire import Topics

@@ -1,9 +1,21 @@
 """Polku's journey engine: journey definitions, rules and the pure per-contact state machine.
 
-Services use only what is exported here; see docs/journeys.md for the behaviour it guarantees.
+Services use only what is exported here (a ruff rule, TID251 in pyproject.toml, refuses imports
+from the subpackages outside the engine); docs/journeys.md says what behaviour it guarantees.
+Inside, three subpackages by what the code is:
+
+- `model/`: the vocabulary as values (Journey, Stage, Rule, Condition, Action, ContactState,
+  Touchpoint, Transition, Step, TimerTick in tick.py) and the errors;
+- `parsing/`: from YAML to a Journey (loader, reader, journey/condition/action parsers,
+  durations, built-in templates, JSON schema, plain-English descriptions);
+- `runtime/`: the state machine (engine.advance, compiled rules, evaluation, evidence,
+  channels, timers.py: when a timer rule is due, replay).
+
+No module here does I/O beyond reading journey files; turning messages into bytes and back is
+shared/wire's job.
 """
 
-from shared.journey.action import (
+from shared.journey.model.action import (
     Action,
     RuleFired,
     StageEntered,
@@ -13,14 +25,20 @@ from shared.journey.action import (
     delivery_id,
     webhooks_for,
 )
-from shared.journey.channel import derive_channel
-from shared.journey.condition import Condition
-from shared.journey.describe import describe
-from shared.journey.durations import parse_duration
-from shared.journey.engine import advance
-from shared.journey.errors import InvalidTouchpoint, JourneyError, StateMismatch
-from shared.journey.journey import Journey
-from shared.journey.loader import (
+from shared.journey.model.condition import Condition
+from shared.journey.model.errors import InvalidTouchpoint, JourneyError, StateMismatch
+from shared.journey.model.journey import Journey
+from shared.journey.model.problem import Problem
+from shared.journey.model.rule import Rule
+from shared.journey.model.stage import Labels, Stage
+from shared.journey.model.state import ContactState, ScoreTotal, Touch
+from shared.journey.model.step import Step
+from shared.journey.model.tick import TimerTick
+from shared.journey.model.touchpoint import TOUCHPOINT_TYPES, Touchpoint, parse_time
+from shared.journey.model.transition import Transition, timer_cause, timer_rule
+from shared.journey.parsing.describe import describe
+from shared.journey.parsing.durations import parse_duration
+from shared.journey.parsing.loader import (
     check_yaml,
     journey_from_yaml,
     load_journey,
@@ -28,18 +46,12 @@ from shared.journey.loader import (
     load_template,
     validate_path,
 )
-from shared.journey.problem import Problem
-from shared.journey.rule import Rule
-from shared.journey.schema import json_schema
-from shared.journey.simulate import replay, run_timers
-from shared.journey.stage import Labels, Stage
-from shared.journey.state import ContactState, ScoreTotal, Touch
-from shared.journey.step import Step
-from shared.journey.templates import template_ids
-from shared.journey.timer import TimerTick
-from shared.journey.timers import next_deadline
-from shared.journey.touchpoint import TOUCHPOINT_TYPES, Touchpoint, parse_time
-from shared.journey.transition import Transition, timer_cause, timer_rule
+from shared.journey.parsing.schema import json_schema
+from shared.journey.parsing.templates import template_ids
+from shared.journey.runtime.channel import derive_channel
+from shared.journey.runtime.engine import advance
+from shared.journey.runtime.replay import replay, run_timers
+from shared.journey.runtime.timers import next_deadline
 
 __all__ = [
     "TOUCHPOINT_TYPES",

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.db.engine import make_engine
 from shared.db.tables import consumer_offsets, transitions
-from shared.journey.loader import load_journeys
+from shared.journey import load_journeys
 from shared.kafka import ensure_topics
 from shared.settings import DatabaseSettings, KafkaSettings
 from shared.simulation import simulate

@@ -15,7 +15,7 @@ from services.stager.consumer import Stager
 from services.stager.processing import Record
 from services.stager.settings import StagerSettings
 from shared.clock import ManualClock
-from shared.journey.loader import load_journeys
+from shared.journey import load_journeys
 from shared.kafka import KafkaWriter, durable_producer, ensure_topics, group_consumer
 from shared.settings import KafkaSettings
 from tests.messages import touchpoint

@@ -1,4 +1,4 @@
-"""Compiled conditions (shared/journey/compiled.py) agree with the interpreted reference."""
+"""Compiled conditions (shared/journey/runtime/compiled.py) agree with the interpreted reference."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.journey import ContactState, ScoreTotal, Touchpoint
-from shared.journey.compiled import compile_condition, compile_event_condition
-from shared.journey.condition import (
+from shared.journey.model.condition import (
     AllOf,
     AnyOf,
     Condition,
@@ -26,11 +25,12 @@ from shared.journey.condition import (
     Traits,
     Weight,
 )
-from shared.journey.condition import (
+from shared.journey.model.condition import (
     Test as OperatorTest,
 )
-from shared.journey.evaluation import holds
-from shared.journey.matching import touchpoint_matches
+from shared.journey.runtime.compiled import compile_condition, compile_event_condition
+from shared.journey.runtime.evaluation import holds
+from shared.journey.runtime.matching import touchpoint_matches
 from shared.wire import decode_touchpoint
 
 from .messages import FUNNEL, T0, journey, message

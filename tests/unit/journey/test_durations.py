@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from shared.journey import parse_duration
-from shared.journey.durations import format_duration
+from shared.journey.parsing.durations import format_duration
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ from shared.journey import (
     next_deadline,
     replay,
 )
-from shared.journey.engine import MAX_TIMER_TRANSITIONS
+from shared.journey.runtime.engine import MAX_TIMER_TRANSITIONS
 
 from .messages import FUNNEL, at, funnel, identify, journey, page, track
 

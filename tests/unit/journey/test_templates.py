@@ -13,11 +13,11 @@ from shared.journey import (
     template_ids,
     validate_path,
 )
-from shared.journey.condition import Count, InactiveFor, walk
-from shared.journey.parse_journey import read_journey
-from shared.journey.reader import Reader
-from shared.journey.templates import template_path
-from shared.journey.yaml_source import load_yaml
+from shared.journey.model.condition import Count, InactiveFor, walk
+from shared.journey.parsing.journey import read_journey
+from shared.journey.parsing.reader import Reader
+from shared.journey.parsing.templates import template_path
+from shared.journey.parsing.yaml_source import load_yaml
 
 from .messages import at, identify, journey, page, track
 

@@ -18,7 +18,7 @@ from shared.db.engine import make_engine
 from shared.db.migrate import upgrade
 from shared.db.tables import contact_states
 from shared.embedded_log import EmbeddedLog
-from shared.journey.loader import load_journeys
+from shared.journey import load_journeys
 from shared.settings import DatabaseSettings, TopicSettings
 from shared.streams import OutRecord
 from tests.messages import touchpoint

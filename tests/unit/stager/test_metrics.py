@@ -8,7 +8,7 @@ from prometheus_client import REGISTRY
 
 from services.stager.consumer import Stager
 from services.stager.processing import Changes
-from shared.journey.transition import Transition
+from shared.journey import Transition
 
 T0 = datetime(2026, 11, 23, tzinfo=UTC)
 

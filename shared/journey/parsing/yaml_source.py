@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from shared.journey.problem import Problem
+from shared.journey.model.problem import Problem
 
 _BOOL = "tag:yaml.org,2002:bool"
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"

@@ -7,10 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeAlias
 
-from shared.journey.transition import Transition
+from shared.journey.model.transition import Transition
 
 if TYPE_CHECKING:
-    from shared.journey.journey import Journey
+    from shared.journey.model.journey import Journey
 
 # Keys a webhook's `fields` may select; `traits.<name>` selects one trait.
 PAYLOAD_FIELDS = (

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from shared.journey.condition import (
+from shared.journey.model.condition import (
     AllOf,
     AnyOf,
     Condition,
@@ -31,15 +31,15 @@ from shared.journey.condition import (
     Score,
     Traits,
 )
-from shared.journey.describe import describe
-from shared.journey.evaluation import clock_nodes, count_at, quiet_since, score_at
-from shared.journey.matching import lookup, passes
-from shared.journey.rule import Rule
-from shared.journey.state import ContactState
-from shared.journey.touchpoint import Touchpoint
+from shared.journey.model.rule import Rule
+from shared.journey.model.state import ContactState
+from shared.journey.model.touchpoint import Touchpoint
+from shared.journey.parsing.describe import describe
+from shared.journey.runtime.evaluation import clock_nodes, count_at, quiet_since, score_at
+from shared.journey.runtime.matching import lookup, passes
 
 if TYPE_CHECKING:
-    from shared.journey.journey import Journey
+    from shared.journey.model.journey import Journey
 
 # (state, current touchpoint or None on a timer, now) -> does the condition hold?
 Predicate: TypeAlias = Callable[[ContactState, Touchpoint | None, datetime], bool]

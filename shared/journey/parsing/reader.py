@@ -8,9 +8,9 @@ from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import Any
 
-from shared.journey.durations import DURATION_HINT, parse_duration
-from shared.journey.problem import Problem
-from shared.journey.yaml_source import Node
+from shared.journey.model.problem import Problem
+from shared.journey.parsing.durations import DURATION_HINT, parse_duration
+from shared.journey.parsing.yaml_source import Node
 
 _IDENTIFIER = re.compile(r"[a-z0-9][a-z0-9_-]*")
 IDENTIFIER_HINT = "use lowercase letters, digits, '-' and '_' (e.g. demo-request)"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.journey.condition import (
+from shared.journey.model.condition import (
     OPERATORS,
     AllOf,
     AnyOf,
@@ -20,9 +20,9 @@ from shared.journey.condition import (
     Traits,
     Weight,
 )
-from shared.journey.reader import Reader
-from shared.journey.touchpoint import TOUCHPOINT_TYPES
-from shared.journey.yaml_source import Node
+from shared.journey.model.touchpoint import TOUCHPOINT_TYPES
+from shared.journey.parsing.reader import Reader
+from shared.journey.parsing.yaml_source import Node
 
 EVENT_KEYS = ("event", "type", "name", "channel", "properties")
 COMBINATOR_KEYS = ("all", "any", "not")

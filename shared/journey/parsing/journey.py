@@ -5,15 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from shared.journey.condition import Condition, is_timed
-from shared.journey.journey import Journey
-from shared.journey.parse_action import read_actions
-from shared.journey.parse_condition import ConditionReader
-from shared.journey.reader import Reader
-from shared.journey.rule import Rule
-from shared.journey.stage import Labels, Stage
-from shared.journey.templates import extend, template_document, template_ids
-from shared.journey.yaml_source import Node
+from shared.journey.model.condition import Condition, is_timed
+from shared.journey.model.journey import Journey
+from shared.journey.model.rule import Rule
+from shared.journey.model.stage import Labels, Stage
+from shared.journey.parsing.action import read_actions
+from shared.journey.parsing.condition import ConditionReader
+from shared.journey.parsing.reader import Reader
+from shared.journey.parsing.templates import extend, template_document, template_ids
+from shared.journey.parsing.yaml_source import Node
 
 JOURNEY_KEYS = (
     "id",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from shared.journey.problem import Problem
+from shared.journey.model.problem import Problem
 
 
 class InvalidTouchpoint(ValueError):

@@ -14,15 +14,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from shared.journey.errors import StateMismatch
-from shared.journey.evidence import observe
-from shared.journey.journey import Journey
-from shared.journey.state import ContactState
-from shared.journey.step import Step
-from shared.journey.timer import TimerTick
-from shared.journey.timers import due_timer, fire_time, next_deadline
-from shared.journey.touchpoint import Touchpoint
-from shared.journey.transition import Transition, timer_cause, transition_id
+from shared.journey.model.errors import StateMismatch
+from shared.journey.model.journey import Journey
+from shared.journey.model.state import ContactState
+from shared.journey.model.step import Step
+from shared.journey.model.tick import TimerTick
+from shared.journey.model.touchpoint import Touchpoint
+from shared.journey.model.transition import Transition, timer_cause, transition_id
+from shared.journey.runtime.evidence import observe
+from shared.journey.runtime.timers import due_timer, fire_time, next_deadline
 
 # Guards against rules with tiny durations chasing each other through a long gap; the step's
 # next_deadline is then still due, so the stager ticks again and the chase resumes.

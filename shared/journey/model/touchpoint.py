@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
-from shared.journey.channel import derive_channel
+from shared.journey.runtime.channel import derive_channel
 
 # The kinds of Segment call a touchpoint can be; conditions match on them (`type:`).
 TOUCHPOINT_TYPES = ("track", "identify", "page", "screen", "group", "alias")

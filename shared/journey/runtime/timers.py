@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from shared.journey.compiled import CompiledRule
-from shared.journey.evaluation import change_points
-from shared.journey.journey import Journey
-from shared.journey.state import ContactState
+from shared.journey.model.journey import Journey
+from shared.journey.model.state import ContactState
+from shared.journey.runtime.compiled import CompiledRule
+from shared.journey.runtime.evaluation import change_points
 
 
 def due_timer(

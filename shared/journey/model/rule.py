@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.journey.condition import Condition, is_timed
+from shared.journey.model.condition import Condition, is_timed
 
 
 @dataclass(frozen=True)

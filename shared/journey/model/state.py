@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
-from shared.journey.touchpoint import parse_time
+from shared.journey.model.touchpoint import parse_time
 
 STATE_FORMAT = 1
 # Redelivery comes from Kafka rebalances and SDK retries, i.e. within minutes and a few hundred

@@ -10,8 +10,8 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
-from shared.journey.problem import Problem
-from shared.journey.yaml_source import Node, load_yaml
+from shared.journey.model.problem import Problem
+from shared.journey.parsing.yaml_source import Node, load_yaml
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 

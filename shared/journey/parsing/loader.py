@@ -7,13 +7,13 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from shared.journey.errors import JourneyError
-from shared.journey.journey import Journey
-from shared.journey.parse_journey import read_journey
-from shared.journey.problem import Problem
-from shared.journey.reader import Reader
-from shared.journey.templates import template_document, template_ids
-from shared.journey.yaml_source import load_yaml
+from shared.journey.model.errors import JourneyError
+from shared.journey.model.journey import Journey
+from shared.journey.model.problem import Problem
+from shared.journey.parsing.journey import read_journey
+from shared.journey.parsing.reader import Reader
+from shared.journey.parsing.templates import template_document, template_ids
+from shared.journey.parsing.yaml_source import load_yaml
 
 JOURNEY_SUFFIXES = (".yaml", ".yml")
 

@@ -8,14 +8,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from shared.journey.engine import advance
-from shared.journey.journey import Journey
-from shared.journey.state import ContactState
-from shared.journey.step import Step
-from shared.journey.timer import TimerTick
-from shared.journey.timers import next_deadline
-from shared.journey.touchpoint import Touchpoint
-from shared.journey.transition import Transition
+from shared.journey.model.journey import Journey
+from shared.journey.model.state import ContactState
+from shared.journey.model.step import Step
+from shared.journey.model.tick import TimerTick
+from shared.journey.model.touchpoint import Touchpoint
+from shared.journey.model.transition import Transition
+from shared.journey.runtime.engine import advance
+from shared.journey.runtime.timers import next_deadline
 
 
 def replay(

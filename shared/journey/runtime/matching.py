@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from shared.journey.condition import AllOf, AnyOf, Condition, EventMatch, Filter, Not, Test
-from shared.journey.touchpoint import Touchpoint
+from shared.journey.model.condition import AllOf, AnyOf, Condition, EventMatch, Filter, Not, Test
+from shared.journey.model.touchpoint import Touchpoint
 
 _MISSING = object()
 

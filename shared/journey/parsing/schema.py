@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.journey.action import PAYLOAD_FIELDS
-from shared.journey.condition import OPERATORS
-from shared.journey.durations import DURATION_HINT
-from shared.journey.parse_action import RESERVED_HEADERS
-from shared.journey.templates import template_ids
-from shared.journey.touchpoint import TOUCHPOINT_TYPES
+from shared.journey.model.action import PAYLOAD_FIELDS
+from shared.journey.model.condition import OPERATORS
+from shared.journey.model.touchpoint import TOUCHPOINT_TYPES
+from shared.journey.parsing.action import RESERVED_HEADERS
+from shared.journey.parsing.durations import DURATION_HINT
+from shared.journey.parsing.templates import template_ids
 
 SCHEMA_ID = "https://polku.dev/schemas/journey.json"
 

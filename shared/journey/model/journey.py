@@ -6,11 +6,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from shared.journey.action import Action
-from shared.journey.compiled import CompiledJourney, compile_journey
-from shared.journey.condition import Accumulator, Condition, accumulators
-from shared.journey.rule import Rule
-from shared.journey.stage import Labels, Stage
+from shared.journey.model.action import Action
+from shared.journey.model.condition import Accumulator, Condition, accumulators
+from shared.journey.model.rule import Rule
+from shared.journey.model.stage import Labels, Stage
+from shared.journey.runtime.compiled import CompiledJourney, compile_journey
 
 
 @dataclass(frozen=True)

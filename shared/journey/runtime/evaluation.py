@@ -6,7 +6,7 @@ import math
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from shared.journey.condition import (
+from shared.journey.model.condition import (
     AllOf,
     AnyOf,
     Condition,
@@ -18,9 +18,9 @@ from shared.journey.condition import (
     Traits,
     walk,
 )
-from shared.journey.matching import event_matches, filters_match
-from shared.journey.state import ContactState, ScoreTotal
-from shared.journey.touchpoint import Touchpoint
+from shared.journey.model.state import ContactState, ScoreTotal
+from shared.journey.model.touchpoint import Touchpoint
+from shared.journey.runtime.matching import event_matches, filters_match
 
 # Score crossings are computed in floating point; probing this much later lands safely past them.
 _CROSSING_MARGIN = timedelta(milliseconds=1)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from shared.journey.state import ContactState
-from shared.journey.transition import Transition
+from shared.journey.model.state import ContactState
+from shared.journey.model.transition import Transition
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from shared.journey.touchpoint import parse_time
+from shared.journey.model.touchpoint import parse_time
 
 # A transition's cause in the engine's form: the touchpoint's messageId, or this prefix and the
 # rule whose timer fired. (On the wire, shared.wire spells it out as an object.)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from shared.journey.condition import (
+from shared.journey.model.condition import (
     AllOf,
     AnyOf,
     Condition,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
-from shared.journey.action import (
+from shared.journey.model.action import (
     PAYLOAD_FIELDS,
     Action,
     RuleFired,
@@ -14,8 +14,8 @@ from shared.journey.action import (
     Trigger,
     WebhookTarget,
 )
-from shared.journey.reader import Reader
-from shared.journey.yaml_source import Node
+from shared.journey.parsing.reader import Reader
+from shared.journey.parsing.yaml_source import Node
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # `${NAME}` or `${NAME:-default}` in a webhook url, as in a shell: the value of the environment

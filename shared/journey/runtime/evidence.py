@@ -10,11 +10,11 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared.journey.condition import Count
-from shared.journey.evaluation import decay
-from shared.journey.journey import Journey
-from shared.journey.state import SEEN_LIMIT, ContactState, ScoreTotal, Touch
-from shared.journey.touchpoint import Touchpoint
+from shared.journey.model.condition import Count
+from shared.journey.model.journey import Journey
+from shared.journey.model.state import SEEN_LIMIT, ContactState, ScoreTotal, Touch
+from shared.journey.model.touchpoint import Touchpoint
+from shared.journey.runtime.evaluation import decay
 
 
 def observe(state: ContactState, touchpoint: Touchpoint, journey: Journey) -> ContactState:
