@@ -1,0 +1,2 @@
+"""Benchmarks (`make bench`), each printing its figure beside a baseline or peer run in the
+same session."""

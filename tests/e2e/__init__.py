@@ -1,0 +1,1 @@
+"""The whole pipeline as real processes, in both run modes."""

@@ -1,0 +1,1 @@
+"""Faults: SIGKILL, broker and database restarts, poison records, lag, two instances."""

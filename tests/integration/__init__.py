@@ -1,0 +1,1 @@
+"""Tests against the real Kafka broker and PostgreSQL server that `make infra` starts."""

@@ -1,0 +1,1 @@
+"""The actions worker against the real broker, database and a local webhook receiver."""

@@ -1,0 +1,1 @@
+"""Tests of how polku dev is assembled."""

@@ -1,0 +1,1 @@
+"""Pure tests of ingest: touchpoint building, write-key sources, rate limits."""

@@ -1,0 +1,2 @@
+"""Specification of the journey engine: parsing, conditions, the state machine, templates.
+"""

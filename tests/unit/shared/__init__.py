@@ -1,0 +1,1 @@
+"""Tests of shared/: what is an outage, the poll loop, settings."""
