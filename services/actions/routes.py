@@ -17,6 +17,7 @@ from services.actions.dispatcher import Dispatcher
 from services.actions.store import Delivery, Endpoint
 from shared.bearer import ApiToken, require_bearer
 from shared.clock import Clock
+from shared.deps import AppPart
 
 Status = Literal["pending", "delivered", "failed"]
 
@@ -32,21 +33,10 @@ class DeliveryApi:
     dispatcher: Dispatcher
 
 
-def provide(app: FastAPI, api: DeliveryApi) -> None:
-    """Give the routes of `app` what they serve from (in its lifespan, before serving)."""
-    app.state.delivery_api = api
-
-
-def delivery_api_of(app: FastAPI) -> DeliveryApi:
-    api: DeliveryApi = app.state.delivery_api
-    return api
-
-
-def _delivery_api(request: Request) -> DeliveryApi:
-    return delivery_api_of(request.app)
-
-
-Api = Annotated[DeliveryApi, Depends(_delivery_api)]
+DELIVERY_API: AppPart[DeliveryApi] = AppPart("delivery_api")
+provide = DELIVERY_API.provide
+delivery_api_of = DELIVERY_API.of
+Api = Annotated[DeliveryApi, Depends(DELIVERY_API)]
 
 
 class DeliveryOut(BaseModel):

@@ -10,11 +10,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.bearer import ApiToken, require_bearer
 from shared.db.read_model import read_contact
+from shared.deps import AppPart
 from shared.journey import Journey
 
 
@@ -27,21 +28,10 @@ class ReadApi:
     token: ApiToken  # the read token (IngestSettings.read_api_token)
 
 
-def provide(app: FastAPI, api: ReadApi) -> None:
-    """Give the read routes of `app` what they serve from (in its lifespan, before serving)."""
-    app.state.read_api = api
-
-
-def read_api_of(app: FastAPI) -> ReadApi:
-    api: ReadApi = app.state.read_api
-    return api
-
-
-def _read_api(request: Request) -> ReadApi:
-    return read_api_of(request.app)
-
-
-Api = Annotated[ReadApi, Depends(_read_api)]
+READ_API: AppPart[ReadApi] = AppPart("read_api")
+provide = READ_API.provide
+read_api_of = READ_API.of
+Api = Annotated[ReadApi, Depends(READ_API)]
 
 
 def _authorised(request: Request, api: Api) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from services.ingest import metrics
@@ -20,6 +20,7 @@ from services.ingest.intake import Intake
 from services.ingest.schemas import Accepted, Problem, request_body
 from services.ingest.sources import Source
 from services.ingest.touchpoint import parse_sent_at
+from shared.deps import AppPart
 
 router = APIRouter(prefix="/v1", tags=["tracking"])
 
@@ -40,14 +41,9 @@ def _operation(endpoint: str) -> dict[str, Any]:
     return {"requestBody": request_body(endpoint), "security": [{"writeKey": []}, {}]}
 
 
-def provide(app: FastAPI, intake: Intake) -> None:
-    """Give the tracking routes of `app` the intake they hand requests to (in its lifespan)."""
-    app.state.intake = intake
-
-
-def intake_of(app: FastAPI) -> Intake:
-    intake: Intake = app.state.intake
-    return intake
+INTAKE: AppPart[Intake] = AppPart("intake")
+provide = INTAKE.provide
+intake_of = INTAKE.of
 
 
 async def _source_from_header(intake: Intake, request: Request) -> Source | None:
