@@ -20,6 +20,9 @@ import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
+
 from shared.streams import RecordConsumer
 
 # How long a worker waits before retrying after an outage.
@@ -49,3 +52,14 @@ async def backoff(stopping: asyncio.Event, seconds: float = BACKOFF_S) -> None:
     """Wait `seconds` before retrying, or less if the worker is asked to stop meanwhile."""
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stopping.wait(), seconds)
+
+
+def seek_if_owned(consumer: RecordConsumer, partition: TopicPartition, offset: int) -> None:
+    """Move a partition's position, if the partition is still this member's.
+
+    A rebalance may take it away mid-batch (aiokafka then raises on seek); its next owner
+    resumes from the offset stored or committed for it, so there is nothing to move.
+    """
+    if partition in consumer.assignment():
+        with contextlib.suppress(KafkaError, AssertionError, KeyError):
+            consumer.seek(partition, offset)

@@ -11,7 +11,6 @@ partition.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 
@@ -26,7 +25,7 @@ from services.actions.store import create_deliveries
 from shared.clock import Clock
 from shared.failures import failure_reason, failure_text, is_outage, isolate
 from shared.journey import Journey
-from shared.poll_loop import backoff, poll_until_stopped
+from shared.poll_loop import backoff, poll_until_stopped, seek_if_owned
 from shared.streams import OutRecord, RecordConsumer, RecordWriter
 from shared.wire import DeadLetter, MalformedTransition, Topics, decode_transition
 
@@ -96,9 +95,7 @@ class TransitionConsumer:
             # passes; what it created already is not created twice (ids are derived).
             log.warning("transition batch failed (%s); retrying", type(exc).__name__)
             for tp, records in batches.items():
-                if tp in self.consumer.assignment():  # a rebalance may have taken it
-                    with contextlib.suppress(KafkaError, AssertionError, KeyError):
-                        self.consumer.seek(tp, records[0].offset)
+                seek_if_owned(self.consumer, tp, records[0].offset)
             await self._backoff()
             return
         if created:

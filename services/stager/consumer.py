@@ -8,7 +8,6 @@ The log is Kafka, or the embedded log in `polku dev` (shared/streams.py): this l
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import Counter, defaultdict
@@ -36,7 +35,7 @@ from services.stager.store import (
 from shared.clock import Clock
 from shared.failures import failure_reason, failure_text, is_outage, isolate
 from shared.journey import Journey
-from shared.poll_loop import backoff, poll_until_stopped
+from shared.poll_loop import backoff, poll_until_stopped, seek_if_owned
 from shared.streams import RecordConsumer, RecordWriter
 from shared.wire import Topics
 
@@ -148,15 +147,8 @@ class Stager:
             # What was committed stays so (its offset is stored); the rest is fetched again.
             log.warning("partition %d batch failed (%s); retrying", tp.partition,
                         type(exc).__name__)
-            self._seek(tp, records[0].offset)
+            seek_if_owned(self.consumer, tp, records[0].offset)
             await self._backoff()
-
-    def _seek(self, tp: TopicPartition, offset: int) -> None:
-        """Seek if the partition is still ours: a rebalance may have taken it mid-batch, and its
-        next owner resumes from the offset stored with the state."""
-        if tp in self.consumer.assignment():
-            with contextlib.suppress(KafkaError, AssertionError, KeyError):
-                self.consumer.seek(tp, offset)
 
     async def _backoff(self) -> None:
         await backoff(self._stopping)
@@ -167,7 +159,7 @@ class Stager:
         result = await apply_batch(self.engine, where, records, self.journeys, self.topics)
         if result.skipped and result.next_offset is not None:
             # Another instance applied these while it owned the partition; resume after them.
-            self._seek(tp, result.next_offset)
+            seek_if_owned(self.consumer, tp, result.next_offset)
         if result.latest_event_at is not None:
             seen = self._stream_time.get(tp)
             if seen is None or result.latest_event_at > seen:
