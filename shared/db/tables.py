@@ -63,12 +63,20 @@ consumer_offsets = sa.Table(
     sa.Column("updated_at", Timestamp, nullable=False, server_default=sa.func.now()),
 )
 
+# The touchpoint journal (migration 0005): one row per touchpoint applied to a contact. Its key
+# is the dedupe record (a redelivered messageId is not applied twice); the message itself lets a
+# merge recompute the contact from its history (docs/identity.md). Purged after the stager's
+# journal retention.
 processed_messages = sa.Table(
     "processed_messages",
     metadata,
     sa.Column("contact", sa.String(200), primary_key=True),
     sa.Column("message_id", sa.String(200), primary_key=True),
     sa.Column("processed_at", Timestamp, nullable=False, server_default=sa.func.now()),
+    sa.Column("at", Timestamp, nullable=True),  # event time; null before migration 0005
+    # The touchpoint named its contact as a userId: the contact is a known person.
+    sa.Column("identified", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("message", sa.LargeBinary, nullable=True),  # the touchpoint message, as read
     sa.Index("ix_processed_messages_processed_at", "processed_at"),
 )
 
@@ -120,6 +128,40 @@ outbox = sa.Table(
     sa.Column("headers", Json, nullable=True),
     sa.Column("created_at", Timestamp, nullable=False, server_default=sa.func.now()),
     sa.Index("ix_outbox_partition", "partition", "id"),
+)
+
+# --- identity (migration 0005) ---
+
+# One row per id merged into a person: `alias` (an anonymousId, or an alias call's previousId)
+# now belongs to `canonical` (a userId). Touchpoints sent with the alias apply to the canonical
+# contact. Written by the stager when it merges (services/stager/identity.py).
+contact_links = sa.Table(
+    "contact_links",
+    metadata,
+    sa.Column("alias", sa.String(200), primary_key=True),
+    sa.Column("canonical", sa.String(200), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),  # identify | alias: the call that linked
+    sa.Column("cause", sa.String(200), nullable=False),  # that call's messageId
+    sa.Column("linked_at", Timestamp, nullable=False),  # that call's event time
+    sa.Column("merged_at", Timestamp, nullable=False, server_default=sa.func.now()),
+    sa.Index("ix_contact_links_canonical", "canonical"),
+)
+
+# Links the stager refused (docs/identity.md, "Safety rules"): `contact` asked to take `other`.
+identity_conflicts = sa.Table(
+    "identity_conflicts",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("contact", sa.String(200), nullable=False),
+    sa.Column("other", sa.String(200), nullable=False),
+    # both_identified | already_linked | too_many_ids
+    sa.Column("reason", sa.String(32), nullable=False),
+    sa.Column("cause", sa.String(200), nullable=False),
+    sa.Column("at", Timestamp, nullable=False),
+    sa.Column("recorded_at", Timestamp, nullable=False, server_default=sa.func.now()),
+    sa.Index("ix_identity_conflicts_contact", "contact"),
+    sa.Index("ix_identity_conflicts_other", "other"),
 )
 
 # --- actions worker (migration 0003) ---

@@ -35,7 +35,13 @@ from shared.journey.model.state import ContactState, ScoreTotal, Touch
 from shared.journey.model.step import Step
 from shared.journey.model.tick import TimerTick
 from shared.journey.model.touchpoint import TOUCHPOINT_TYPES, Touchpoint, parse_time
-from shared.journey.model.transition import Transition, timer_cause, timer_rule
+from shared.journey.model.transition import (
+    Transition,
+    merge_cause,
+    merged_id,
+    timer_cause,
+    timer_rule,
+)
 from shared.journey.parsing.describe import describe
 from shared.journey.parsing.durations import parse_duration
 from shared.journey.parsing.loader import (
@@ -87,6 +93,8 @@ __all__ = [
     "load_journey",
     "load_journeys",
     "load_template",
+    "merge_cause",
+    "merged_id",
     "next_deadline",
     "parse_duration",
     "parse_time",

@@ -4,6 +4,8 @@ encoding and decoding, and where it goes (topic names, the partition of a key).
 - touchpoint (touchpoint.py): written by ingest, read by the stager and `polku simulate`.
 - transition record, also the webhook body (transition.py): written by the stager through its
   outbox, read by the actions worker.
+- contact-merged record (merged.py): written by the stager beside the transitions a merge caused,
+  read by the actions worker (the `contact_merged` webhook trigger).
 - dead letter and its headers (dead_letter.py): written by the stager and the actions worker,
   read by operators (and whatever replays them).
 - topic names and the partition of a key (topics.py): Topics comes from KafkaSettings.topics;
@@ -19,6 +21,14 @@ names, versions or topics, and a change of the wire format cannot reach its beha
 """
 
 from shared.wire.dead_letter import DeadLetter
+from shared.wire.merged import (
+    MERGED_TYPE,
+    MERGED_VERSION,
+    ContactMerged,
+    MalformedMerge,
+    decode_merged,
+    encode_merged,
+)
 from shared.wire.topics import Topics, key_hash, partition_for_key
 from shared.wire.touchpoint import (
     EARLIEST_EVENT_TIME,
@@ -39,15 +49,21 @@ from shared.wire.transition import (
 __all__ = [
     "EARLIEST_EVENT_TIME",
     "MAX_EVENT_TIME_AHEAD",
+    "MERGED_TYPE",
+    "MERGED_VERSION",
     "TOUCHPOINT_VERSION",
     "TRANSITION_TYPE",
     "TRANSITION_VERSION",
+    "ContactMerged",
     "DeadLetter",
+    "MalformedMerge",
     "MalformedTransition",
     "Topics",
     "TransitionRecord",
+    "decode_merged",
     "decode_touchpoint",
     "decode_transition",
+    "encode_merged",
     "encode_touchpoint",
     "encode_transition",
     "key_hash",

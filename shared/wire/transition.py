@@ -17,7 +17,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.journey import ContactState, Journey, Transition, timer_cause, timer_rule
+from shared.journey import (
+    ContactState,
+    Journey,
+    Transition,
+    merge_cause,
+    merged_id,
+    timer_cause,
+    timer_rule,
+)
 
 TRANSITION_VERSION = 1
 TRANSITION_TYPE = "contact.stage_changed"
@@ -95,6 +103,9 @@ def _cause_json(cause: str, event: str | None) -> dict[str, Any]:
     rule = timer_rule(cause)
     if rule is not None:
         return {"kind": "timer", "rule": rule}
+    linked = merged_id(cause)
+    if linked is not None:
+        return {"kind": "merge", "merged": linked}
     return {"kind": "event", "message_id": cause, "event": event}
 
 
@@ -103,6 +114,8 @@ def _cause(cause: object) -> str:
     if isinstance(cause, Mapping):
         if cause.get("kind") == "timer":
             return timer_cause(str(cause.get("rule")))
+        if cause.get("kind") == "merge":
+            return merge_cause(str(cause.get("merged")))
         return str(cause.get("message_id") or "")
     return ""
 

@@ -10,9 +10,11 @@ from typing import Any
 
 from shared.journey.model.touchpoint import parse_time
 
-# A transition's cause in the engine's form: the touchpoint's messageId, or this prefix and the
-# rule whose timer fired. (On the wire, shared.wire spells it out as an object.)
+# A transition's cause in the engine's form: the touchpoint's messageId, this prefix and the
+# rule whose timer fired, or the other prefix and the id whose history a merge brought in.
+# (On the wire, shared.wire spells it out as an object.)
 _TIMER = "timer:"
+_MERGE = "merge:"
 
 # Fixed namespace: transition ids must be identical across replays, machines and releases.
 _NAMESPACE = uuid.UUID("5b0e6c1e-7d1f-4c55-9c8a-6f6f6c6b7570")
@@ -75,3 +77,13 @@ def timer_cause(rule_id: str) -> str:
 def timer_rule(cause: str) -> str | None:
     """The rule whose timer caused a transition, or None when a touchpoint caused it."""
     return cause[len(_TIMER):] if cause.startswith(_TIMER) else None
+
+
+def merge_cause(linked_id: str) -> str:
+    """The cause of a transition made by merging `linked_id`'s history into a contact."""
+    return _MERGE + linked_id
+
+
+def merged_id(cause: str) -> str | None:
+    """The id whose merge caused a transition, or None when a touchpoint or timer did."""
+    return cause[len(_MERGE):] if cause.startswith(_MERGE) else None
