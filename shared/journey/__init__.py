@@ -9,7 +9,7 @@ Inside, three subpackages by what the code is:
 - `parsing/`: from YAML to a Journey (loader, reader, journey/condition/action parsers,
   durations, built-in templates, JSON schema, plain-English descriptions);
 - `runtime/`: the state machine (engine.advance, compiled rules, evaluation, evidence,
-  channels, timers.py: when a timer rule is due, replay).
+  channels, timers.py: when a timer rule is due, replay, merge: two ids' histories as one).
 
 No module here does I/O beyond reading journey files; turning messages into bytes and back is
 shared/wire's job.
@@ -56,6 +56,7 @@ from shared.journey.parsing.schema import json_schema
 from shared.journey.parsing.templates import template_ids
 from shared.journey.runtime.channel import derive_channel
 from shared.journey.runtime.engine import advance
+from shared.journey.runtime.merge import History, in_event_order, merge
 from shared.journey.runtime.replay import replay, run_timers
 from shared.journey.runtime.timers import next_deadline
 
@@ -64,6 +65,7 @@ __all__ = [
     "Action",
     "Condition",
     "ContactState",
+    "History",
     "InvalidTouchpoint",
     "Journey",
     "JourneyError",
@@ -88,11 +90,13 @@ __all__ = [
     "delivery_id",
     "derive_channel",
     "describe",
+    "in_event_order",
     "journey_from_yaml",
     "json_schema",
     "load_journey",
     "load_journeys",
     "load_template",
+    "merge",
     "merge_cause",
     "merged_id",
     "next_deadline",

@@ -48,6 +48,9 @@ class ContactState:
     scores: Mapping[str, ScoreTotal] = field(default_factory=dict)
     seen: tuple[str, ...] = ()
     sequence: int = 0
+    # Touchpoints folded into this state. A merge compares it with the contact's journal: equal
+    # means the journal still holds the whole history, so it can be replayed (docs/identity.md).
+    observed: int = 0
 
     def evolve(self, **changes: Any) -> ContactState:
         """A copy with `changes` applied: `dataclasses.replace`, about four times faster.
@@ -84,6 +87,7 @@ class ContactState:
             },
             "seen": list(self.seen),
             "sequence": self.sequence,
+            "observed": self.observed,
         }
 
     def to_stored(self) -> dict[str, Any]:
@@ -127,6 +131,7 @@ class ContactState:
             },
             seen=tuple(data.get("seen") or ()),
             sequence=int(data.get("sequence", 0)),
+            observed=int(data.get("observed", 0)),
         )
 
 

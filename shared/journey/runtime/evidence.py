@@ -33,7 +33,63 @@ def observe(state: ContactState, touchpoint: Touchpoint, journey: Journey) -> Co
         counts=_counts(state, touchpoint, journey, watermark),
         scores=_scores(state, touchpoint, journey),
         seen=(*state.seen, touchpoint.message_id)[-SEEN_LIMIT:],
+        observed=state.observed + 1,
     )
+
+
+def combine(journey: Journey, a: ContactState, b: ContactState) -> ContactState:
+    """`a` with the evidence of both: what folding every touchpoint of both into one state
+    would give, in any order (this module's invariant), without the touchpoints themselves.
+
+    Stage, sequence and the rest of `a` stay as they are: only the stage depends on order.
+    """
+    watermark = max(t for t in (a.last_event_at, b.last_event_at) if t is not None) \
+        if a.last_event_at or b.last_event_at else None
+    traits = dict(a.traits)
+    times = dict(a.trait_times)
+    for name, at in b.trait_times.items():
+        if name not in times or at > times[name]:
+            traits[name] = b.traits.get(name)
+            times[name] = at
+    counts: dict[str, tuple[datetime, ...]] = {}
+    for compiled in journey.compiled.counts:
+        key = compiled.count.key
+        both = (*a.counts.get(key, ()), *b.counts.get(key, ()))
+        if both and watermark is not None:
+            both = _bounded(both, compiled.count, watermark)
+        if both:
+            counts[key] = both
+    scores: dict[str, ScoreTotal] = {}
+    for compiled in journey.compiled.scores:
+        key = compiled.score.key
+        total = a.scores.get(key)
+        other = b.scores.get(key)
+        if other is not None:
+            total = _add(total, other.value, other.as_of, compiled.score.half_life)
+        if total is not None:
+            scores[key] = total
+    return a.evolve(
+        last_event_at=watermark,
+        first_touch=_earliest(a.first_touch, b.first_touch),
+        last_touch=_latest(a.last_touch, b.last_touch),
+        traits=traits,
+        trait_times=times,
+        counts=counts,
+        scores=scores,
+        observed=a.observed + b.observed,
+    )
+
+
+def _earliest(a: Touch | None, b: Touch | None) -> Touch | None:
+    if a is None or b is None:
+        return a or b
+    return b if b.at < a.at else a
+
+
+def _latest(a: Touch | None, b: Touch | None) -> Touch | None:
+    if a is None or b is None:
+        return a or b
+    return b if b.at > a.at else a
 
 
 def _merge_traits(
