@@ -206,6 +206,9 @@ class EmbeddedConsumer:
     async def position(self, partition: TopicPartition) -> int:
         return self._positions[partition]
 
+    def partitions_for_topic(self, topic: str) -> set[int]:
+        return set(range(self.log.partitions))
+
     def highwater(self, partition: TopicPartition) -> int | None:
         return self.log.known_end(partition.topic, partition.partition)
 

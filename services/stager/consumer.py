@@ -12,25 +12,25 @@ import logging
 import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.stager import metrics
+from services.stager.offsets import Partition, stored_offsets
 from services.stager.processing import Changes, DeadLetter, Record
 from services.stager.publisher import publish_outbox
 from services.stager.settings import StagerSettings
 from services.stager.store import (
     DEDUPE_PURGE_EVERY,
-    Partition,
+    Identity,
     apply_batch,
     dead_letter_record,
     fire_timers,
     purge_dedupe,
     stage_counts,
-    stored_offsets,
 )
 from shared.clock import Clock
 from shared.failures import failure_reason, failure_text, is_outage, isolate
@@ -76,6 +76,7 @@ class Stager:
         self.topics = topics
         self.journeys = list(journeys)
         self.clock = clock
+        self.identity_rules = settings.identity_rules
         # The topics the store's outbox rows are published to.
         self._stopping = asyncio.Event()
         self._next_timer_sweep = 0.0
@@ -94,6 +95,13 @@ class Stager:
                 await self.consumer.seek_to_beginning(tp)
         self.forget(assigned)  # what an earlier owner read is not known here
         log.info("assigned partitions %s", sorted(tp.partition for tp in assigned))
+
+    def _partition_count(self, tp: TopicPartition) -> int:
+        """Partitions of the touchpoints topic: an id's partition is its key's, among them."""
+        known = self.consumer.partitions_for_topic(tp.topic)
+        if not known:  # metadata not yet known: what this instance has seen of the topic
+            raise RuntimeError(f"no metadata for topic {tp.topic!r} yet")
+        return len(known)
 
     def forget(self, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
@@ -127,8 +135,8 @@ class Stager:
                 await self.update_gauges()
             if now >= self._next_purge:
                 self._next_purge = now + DEDUPE_PURGE_EVERY.total_seconds()
-                cutoff = self.clock.now() - timedelta(days=self.settings.dedupe_retention_days)
-                await purge_dedupe(self.engine, cutoff)
+                await purge_dedupe(self.engine,
+                                   self.clock.now() - self.settings.journal_retention)
         except Exception as exc:
             if not is_outage(exc):
                 raise
@@ -156,7 +164,10 @@ class Stager:
     async def apply(self, tp: TopicPartition, records: list[Record]) -> None:
         started = time.perf_counter()
         where = Partition(self.settings.group_id, tp.topic, tp.partition)
-        result = await apply_batch(self.engine, where, records, self.journeys, self.topics)
+        identity = Identity(self.identity_rules, self._partition_count(tp),
+                            await self.timer_time(tp))
+        result = await apply_batch(self.engine, where, records, self.journeys, self.topics,
+                                   identity)
         if result.skipped and result.next_offset is not None:
             # Another instance applied these while it owned the partition; resume after them.
             seek_if_owned(self.consumer, tp, result.next_offset)
@@ -169,12 +180,13 @@ class Stager:
         metrics.EVENTS.labels("applied").inc(result.applied)
         metrics.EVENTS.labels("duplicate").inc(result.duplicates)
         metrics.EVENTS.labels("dead_letter").inc(len(result.dead_letters))
+        metrics.EVENTS.labels("forwarded").inc(result.forwarded)
         for dead in result.dead_letters:
             metrics.DEAD_LETTERS.labels(dead.reason).inc()
             log.warning("dead-lettered offset %d of partition %d: %s", dead.offset,
                         tp.partition, dead.error)
         self._count(result.changes)
-        if result.changes.transitions or result.dead_letters:
+        if result.changes.transitions or result.dead_letters or result.forwarded:
             # A batch that wrote nothing to the outbox skips the look; rows an earlier owner
             # left behind go out with the next timer sweep (every timer_interval_s).
             await publish_outbox(self.engine, self.writer, tp.partition,

@@ -4,7 +4,11 @@ from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS = Counter(
     "polku_stager_events_total", "Touchpoints consumed, by outcome", ["outcome"]
-)  # outcome: applied | duplicate | dead_letter
+)  # outcome: applied | duplicate | dead_letter | forwarded (sent with an id merged into another)
+IDENTITY_LINKS = Counter(
+    "polku_stager_identity_links_total", "Touchpoints linking two ids, by what became of the link",
+    ["outcome"],
+)  # merged | already_merged | placeholder | already_linked | both_identified | too_many_ids
 TRANSITIONS = Counter(
     "polku_stager_transitions_total", "Stage transitions", ["journey", "from_stage", "to_stage"]
 )

@@ -9,6 +9,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 from shared.journey import (
     ContactState,
@@ -41,9 +42,19 @@ class DeadLetter:
     error: str  # which field and what is wrong with it; never the payload itself
 
 
-def parse(records: Iterable[Record]) -> tuple[list[Touchpoint], list[DeadLetter]]:
-    """Valid touchpoints in offset order, and the records that must go to the dead-letter topic."""
+MessageKey = tuple[str, str]  # (contact, messageId)
+
+
+class Parsed(NamedTuple):
+    touchpoints: list[Touchpoint]  # valid ones, in offset order
+    values: dict[MessageKey, bytes]  # each touchpoint's message as read (the first, if repeated)
+    dead: list[DeadLetter]  # the records that must go to the dead-letter topic
+
+
+def parse(records: Iterable[Record]) -> Parsed:
+    """The valid touchpoints of `records` and the records to set aside."""
     touchpoints: list[Touchpoint] = []
+    values: dict[MessageKey, bytes] = {}
     dead: list[DeadLetter] = []
     for record in records:
         try:
@@ -53,11 +64,15 @@ def parse(records: Iterable[Record]) -> tuple[list[Touchpoint], list[DeadLetter]
                                    f"value is not UTF-8 JSON ({type(exc).__name__})"))
             continue
         try:
-            touchpoints.append(decode_touchpoint(message))
+            touchpoint = decode_touchpoint(message)
         except InvalidTouchpoint as exc:
             dead.append(DeadLetter(record.offset, record.key, record.value, "invalid_field",
                                    f"{exc.field}: {exc.problem}"))
-    return touchpoints, dead
+            continue
+        assert record.value is not None  # it decoded
+        touchpoints.append(touchpoint)
+        values.setdefault((touchpoint.contact, touchpoint.message_id), record.value)
+    return Parsed(touchpoints, values, dead)
 
 
 StateKey = tuple[str, str]  # (journey id, contact)
@@ -74,6 +89,13 @@ class Changes:
     # The contact's state right after the step that made each transition (by transition id):
     # its record carries the traits and touches of that moment, not of the batch's end.
     state_after: dict[str, ContactState | None] = field(default_factory=dict)
+
+    def extend(self, other: Changes) -> None:
+        """Add what a later part of the same batch did (its states replace earlier ones)."""
+        self.states.update(other.states)
+        self.transitions.extend(other.transitions)
+        self.stage_durations.extend(other.stage_durations)
+        self.state_after.update(other.state_after)
 
     def record(self, key: StateKey, before: ContactState | None, step: Step) -> None:
         self.states[key] = step

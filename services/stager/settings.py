@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from datetime import timedelta
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from services.stager.identity import DEFAULT_PLACEHOLDER_IDS, IdentityRules
 
 
 class StagerSettings(BaseSettings):
@@ -25,3 +31,25 @@ class StagerSettings(BaseSettings):
     heartbeat_interval_ms: int = 3_000
     # How long messageIds are remembered for dedupe; a redelivery older than this is new again.
     dedupe_retention_days: int = 7
+    # How long the touchpoint journal keeps each touchpoint (at least as long as dedupe): a merge
+    # recomputes a contact exactly when both histories are still whole in it (docs/identity.md).
+    journal_retention_days: int = Field(default=90, ge=1)
+    # Ids never linked to anyone (compared case-insensitively; all-zero ids always count):
+    # a comma-separated list replaces the default one.
+    placeholder_ids: Annotated[tuple[str, ...], NoDecode] = DEFAULT_PLACEHOLDER_IDS
+    # Ids that may be merged into one contact, besides its own; a link beyond is refused.
+    max_linked_ids: int = Field(default=100, ge=0)
+
+    @field_validator("placeholder_ids", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        return tuple(v.strip() for v in value.split(",")) if isinstance(value, str) else value
+
+    @property
+    def identity_rules(self) -> IdentityRules:
+        return IdentityRules.of(self.placeholder_ids, self.max_linked_ids)
+
+    @property
+    def journal_retention(self) -> timedelta:
+        """How long journal rows live: the longer of the journal's and dedupe's retention."""
+        return timedelta(days=max(self.journal_retention_days, self.dedupe_retention_days))

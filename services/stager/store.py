@@ -25,9 +25,19 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from services.stager.identity import (
+    IdentityRules,
+    aliases,
+    forwarded,
+    link_of,
+    merge_link,
+    merged_outbox_row,
+)
+from services.stager.offsets import Partition, lock_offset, save_offset
 from services.stager.processing import (
     Changes,
     DeadLetter,
+    MessageKey,
     Record,
     StateKey,
     apply_timers,
@@ -35,11 +45,10 @@ from services.stager.processing import (
     parse,
 )
 from services.stager.storage import StagerStorage, storage_for
+from services.stager.storage.base import JournalEntry
 from shared import wire
-from shared.db.dialect import insert as _insert
 from shared.db.read_model import state_row, transition_row
 from shared.db.tables import (
-    consumer_offsets,
     contact_states,
     outbox,
     processed_messages,
@@ -48,13 +57,6 @@ from shared.journey import ContactState, Journey, Touchpoint
 from shared.wire import Topics
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Partition:
-    group_id: str
-    topic: str
-    partition: int
 
 
 @dataclass
@@ -66,63 +68,28 @@ class BatchResult:
     changes: Changes = field(default_factory=Changes)
     next_offset: int | None = None
     latest_event_at: datetime | None = None  # of the batch's valid touchpoints (stream time)
-
-
-async def stored_offsets(engine: AsyncEngine, group_id: str, topic: str) -> dict[int, int]:
-    async with engine.connect() as conn:
-        rows = await conn.execute(
-            sa.select(consumer_offsets.c.partition, consumer_offsets.c.next_offset).where(
-                consumer_offsets.c.group_id == group_id, consumer_offsets.c.topic == topic
-            )
-        )
-        return {int(p): int(o) for p, o in rows}
-
-
-async def _lock_offset(conn: AsyncConnection, where: Partition) -> int:
-    """Lock the partition's offset row, creating it the first time so there is a row to lock."""
-    lock = (
-        sa.select(consumer_offsets.c.next_offset)
-        .where(
-            consumer_offsets.c.group_id == where.group_id,
-            consumer_offsets.c.topic == where.topic,
-            consumer_offsets.c.partition == where.partition,
-        )
-        .with_for_update()
-    )
-    stored = (await conn.execute(lock)).scalar_one_or_none()
-    if stored is None:  # only the first batch ever of this group and partition
-        await conn.execute(
-            _insert(conn, consumer_offsets)
-            .values(group_id=where.group_id, topic=where.topic, partition=where.partition,
-                    next_offset=0)
-            .on_conflict_do_nothing()
-        )
-        stored = (await conn.execute(lock)).scalar_one()
-    return int(stored)
-
-
-async def _save_offset(conn: AsyncConnection, where: Partition, next_offset: int) -> None:
-    await conn.execute(
-        sa.update(consumer_offsets)
-        .where(
-            consumer_offsets.c.group_id == where.group_id,
-            consumer_offsets.c.topic == where.topic,
-            consumer_offsets.c.partition == where.partition,
-        )
-        .values(next_offset=next_offset, updated_at=sa.func.now())
-    )
+    forwarded: int = 0  # sent with an id merged into another contact: forwarded to it
+    links: list[str] = field(default_factory=list)  # what each linking touchpoint did
 
 
 async def _claim_new(
-    storage: StagerStorage, conn: AsyncConnection, touchpoints: Sequence[Touchpoint]
+    storage: StagerStorage,
+    conn: AsyncConnection,
+    touchpoints: Sequence[Touchpoint],
+    values: Mapping[MessageKey, bytes],
 ) -> list[Touchpoint]:
-    """The touchpoints whose messageId this contact has not had before (first occurrence wins)."""
-    unique: dict[tuple[str, str], Touchpoint] = {}
+    """Journal the touchpoints whose messageId this contact has not had before (first occurrence
+    wins); those are the ones to apply."""
+    unique: dict[MessageKey, Touchpoint] = {}
     for tp in touchpoints:
         unique.setdefault((tp.contact, tp.message_id), tp)
     if not unique:
         return []
-    fresh = await storage.claim(conn, list(unique))
+    fresh = await storage.claim(conn, [
+        JournalEntry(contact, message_id, tp.timestamp, tp.user_id == contact,
+                     values[(contact, message_id)])
+        for (contact, message_id), tp in unique.items()
+    ])
     return [tp for key, tp in unique.items() if key in fresh]
 
 
@@ -178,41 +145,111 @@ async def _persist(
     ])
 
 
+@dataclass(frozen=True)
+class Identity:
+    """What a batch needs to follow links between ids (services/stager/identity.py)."""
+
+    rules: IdentityRules = field(default_factory=IdentityRules)
+    partitions: int = 1  # of the touchpoints topic: where each id's partition is
+    until: datetime | None = None  # the partition's timer time; a merged contact's timers run to it
+
+
 async def apply_batch(
     engine: AsyncEngine,
     where: Partition,
     records: Sequence[Record],
     journeys: Sequence[Journey],
     topics: Topics,
+    identity: Identity = Identity(),
 ) -> BatchResult:
-    """Apply one partition's records exactly once (see the module docstring)."""
+    """Apply one partition's records exactly once (see the module docstring).
+
+    The batch runs in parts that end at each touchpoint linking two ids: the link is merged
+    before the touchpoints after it are read, since it changes which contact they belong to.
+    """
     result = BatchResult()
     storage = storage_for(engine)
     async with engine.begin() as conn:
-        stored = await _lock_offset(conn, where)
+        stored = await lock_offset(conn, where)
         fresh_records = [r for r in records if r.offset >= stored]
         result.skipped = len(records) - len(fresh_records)
         if not fresh_records:
             result.next_offset = stored
             return result
-        touchpoints, result.dead_letters = parse(fresh_records)
+        touchpoints, values, result.dead_letters = parse(fresh_records)
         if touchpoints:
             result.latest_event_at = max(tp.timestamp for tp in touchpoints)
-        new = await _claim_new(storage, conn, touchpoints)
-        result.applied, result.duplicates = len(new), len(touchpoints) - len(new)
-        states = await _load_states(storage, conn, {tp.contact for tp in new})
-        result.changes = apply_touchpoints(states, new, journeys)
-        by_id = {j.id: j for j in journeys}
-        events = {tp.message_id: tp.event or tp.name for tp in new}
-        await _persist(storage, conn, where.partition, result.changes, by_id, events, topics)
+        for part in _up_to_each_link(touchpoints):
+            await _apply_part(storage, conn, where, part, values, journeys, topics, identity,
+                              result)
         if result.dead_letters:
             await conn.execute(
                 sa.insert(outbox),
                 [_dead_letter_row(where, d, topics) for d in result.dead_letters],
             )
         result.next_offset = fresh_records[-1].offset + 1
-        await _save_offset(conn, where, result.next_offset)
+        await save_offset(conn, where, result.next_offset)
     return result
+
+
+def _up_to_each_link(touchpoints: Sequence[Touchpoint]) -> Iterable[list[Touchpoint]]:
+    part: list[Touchpoint] = []
+    for tp in touchpoints:
+        part.append(tp)
+        if link_of(tp) is not None:
+            yield part
+            part = []
+    if part:
+        yield part
+
+
+async def _apply_part(
+    storage: StagerStorage,
+    conn: AsyncConnection,
+    where: Partition,
+    touchpoints: list[Touchpoint],
+    values: Mapping[MessageKey, bytes],
+    journeys: Sequence[Journey],
+    topics: Topics,
+    identity: Identity,
+    result: BatchResult,
+) -> None:
+    by_id = {j.id: j for j in journeys}
+    merged_into = await aliases(storage, conn, {tp.contact for tp in touchpoints})
+    if merged_into:
+        # Sent with an id merged into another contact: that contact's, on its partition.
+        away = [tp for tp in touchpoints if tp.contact in merged_into]
+        await storage.insert_outbox(conn, where.partition, topics.touchpoints, [
+            {"key": merged_into[tp.contact].encode(),
+             "payload": forwarded(values[(tp.contact, tp.message_id)],
+                                  merged_into[tp.contact], tp.contact)}
+            for tp in away
+        ])
+        result.forwarded += len(away)
+        touchpoints = [tp for tp in touchpoints if tp.contact not in merged_into]
+    new = await _claim_new(storage, conn, touchpoints, values)
+    result.applied += len(new)
+    result.duplicates += len(touchpoints) - len(new)
+    states = await _load_states(storage, conn, {tp.contact for tp in new})
+    changes = apply_touchpoints(states, new, journeys)
+    events = {tp.message_id: tp.event or tp.name for tp in new}
+    await _persist(storage, conn, where.partition, changes, by_id, events, topics)
+    result.changes.extend(changes)
+
+    link = link_of(new[-1]) if new and new[-1] is touchpoints[-1] else None
+    if link is None:
+        return
+    merged = await merge_link(conn, storage, link, rules=identity.rules, journeys=journeys,
+                              where=where, partitions=identity.partitions,
+                              until=identity.until)
+    result.links.append(merged.outcome)
+    if merged.changes is None or merged.record is None:
+        return
+    # Downstream hears of the link first, then of the stage changes it made.
+    await storage.insert_outbox(conn, where.partition, topics.transitions,
+                                [merged_outbox_row(merged.record, link.canonical)])
+    await _persist(storage, conn, where.partition, merged.changes, by_id, {}, topics)
+    result.changes.extend(merged.changes)
 
 
 async def dead_letter_record(
@@ -222,11 +259,11 @@ async def dead_letter_record(
     transaction (so it is dead-lettered exactly once). False if an earlier owner of the
     partition already moved past it."""
     async with engine.begin() as conn:
-        stored = await _lock_offset(conn, where)
+        stored = await lock_offset(conn, where)
         if dead.offset < stored:
             return False
         await conn.execute(sa.insert(outbox), [_dead_letter_row(where, dead, topics)])
-        await _save_offset(conn, where, dead.offset + 1)
+        await save_offset(conn, where, dead.offset + 1)
     return True
 
 
@@ -255,7 +292,7 @@ async def fire_timers(
     by_id = {j.id: j for j in journeys}
     storage = storage_for(engine)
     async with engine.begin() as conn:
-        await _lock_offset(conn, where)
+        await lock_offset(conn, where)
         rows = await conn.execute(
             sa.select(contact_states.c.state)
             .where(

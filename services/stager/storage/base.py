@@ -10,20 +10,38 @@ read model shapes them (shared/db/read_model.py); states are returned in their s
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from datetime import datetime
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 MessageKey = tuple[str, str]  # (contact, messageId), the unit of dedupe
 
 
-class StagerStorage(Protocol):
-    async def claim(self, conn: AsyncConnection, keys: Sequence[MessageKey]) -> set[MessageKey]:
-        """Record each distinct (contact, messageId) as processed; the ones not recorded before.
+class JournalEntry(NamedTuple):
+    """One touchpoint for the journal (`processed_messages`): its key, and what a merge needs."""
 
-        `keys` holds no duplicates. What another batch already claimed stays claimed, so a
-        redelivered message is reported as not new.
+    contact: str
+    message_id: str
+    at: datetime  # event time
+    identified: bool  # the touchpoint named its contact as a userId
+    message: bytes  # the touchpoint message as read from the log
+
+
+class StagerStorage(Protocol):
+    async def claim(
+        self, conn: AsyncConnection, entries: Sequence[JournalEntry]
+    ) -> set[MessageKey]:
+        """Journal each distinct (contact, messageId); the keys not journaled before.
+
+        `entries` holds no duplicate key. What another batch already journaled stays as it is,
+        so a redelivered message is reported as not new.
         """
+        ...
+
+    async def aliases(self, conn: AsyncConnection, contacts: Sequence[str]) -> dict[str, str]:
+        """The contacts among `contacts` (not empty) merged into another, with that contact
+        (`contact_links`)."""
         ...
 
     async def load_states(

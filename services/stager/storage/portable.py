@@ -13,23 +13,38 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.stager.storage.base import MessageKey, StagerStorage
+from services.stager.storage.base import JournalEntry, MessageKey, StagerStorage
 from shared.db.dialect import insert
-from shared.db.tables import contact_states, outbox, processed_messages, transitions
+from shared.db.tables import (
+    contact_links,
+    contact_states,
+    outbox,
+    processed_messages,
+    transitions,
+)
 
 # What an upsert replaces of an existing state row (all but the key), besides `updated_at`.
 _REPLACED = ("journey_version", "stage", "stage_entered_at", "state", "timer_due_at", "partition")
 
 
 class PortableStorage(StagerStorage):
-    async def claim(self, conn: AsyncConnection, keys: Sequence[MessageKey]) -> set[MessageKey]:
+    async def claim(
+        self, conn: AsyncConnection, entries: Sequence[JournalEntry]
+    ) -> set[MessageKey]:
         inserted = await conn.execute(
             insert(conn, processed_messages)
             .on_conflict_do_nothing()
             .returning(processed_messages.c.contact, processed_messages.c.message_id),
-            [{"contact": c, "message_id": m} for c, m in keys],
+            [entry._asdict() for entry in entries],
         )
         return {(c, m) for c, m in inserted}
+
+    async def aliases(self, conn: AsyncConnection, contacts: Sequence[str]) -> dict[str, str]:
+        rows = await conn.execute(
+            sa.select(contact_links.c.alias, contact_links.c.canonical)
+            .where(contact_links.c.alias.in_(contacts))
+        )
+        return {alias: canonical for alias, canonical in rows}
 
     async def load_states(
         self, conn: AsyncConnection, contacts: Sequence[str]

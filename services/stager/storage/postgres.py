@@ -16,13 +16,18 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.stager.storage.base import MessageKey, StagerStorage
+from services.stager.storage.base import JournalEntry, MessageKey, StagerStorage
 
 _CLAIM = sa.text("""
-    insert into processed_messages (contact, message_id)
-    select * from unnest(CAST(:contacts AS text[]), CAST(:message_ids AS text[]))
+    insert into processed_messages (contact, message_id, at, identified, message)
+    select * from unnest(CAST(:contacts AS text[]), CAST(:message_ids AS text[]),
+                         CAST(:ats AS timestamptz[]), CAST(:identifieds AS boolean[]),
+                         CAST(:messages AS bytea[]))
     on conflict do nothing
     returning contact, message_id
+""")
+_ALIASES = sa.text("""
+    select alias, canonical from contact_links where alias = any(CAST(:contacts AS text[]))
 """)
 _LOAD = sa.text("""
     select state::text from contact_states where contact = any(CAST(:contacts AS text[]))
@@ -69,10 +74,21 @@ def _columns(rows: Sequence[Mapping[str, object]], names: Iterable[str]) -> dict
 
 
 class PostgresStorage(StagerStorage):
-    async def claim(self, conn: AsyncConnection, keys: Sequence[MessageKey]) -> set[MessageKey]:
-        inserted = await conn.execute(_CLAIM, {"contacts": [c for c, _ in keys],
-                                               "message_ids": [m for _, m in keys]})
+    async def claim(
+        self, conn: AsyncConnection, entries: Sequence[JournalEntry]
+    ) -> set[MessageKey]:
+        inserted = await conn.execute(_CLAIM, {
+            "contacts": [e.contact for e in entries],
+            "message_ids": [e.message_id for e in entries],
+            "ats": [e.at for e in entries],
+            "identifieds": [e.identified for e in entries],
+            "messages": [e.message for e in entries],
+        })
         return {(c, m) for c, m in inserted}
+
+    async def aliases(self, conn: AsyncConnection, contacts: Sequence[str]) -> dict[str, str]:
+        rows = await conn.execute(_ALIASES, {"contacts": list(contacts)})
+        return {alias: canonical for alias, canonical in rows}
 
     async def load_states(
         self, conn: AsyncConnection, contacts: Sequence[str]

@@ -14,6 +14,7 @@ STATE_FORMAT = 1
 # Redelivery comes from Kafka rebalances and SDK retries, i.e. within minutes and a few hundred
 # messages of the original, so a bounded ring of recent ids is enough to make it a no-op.
 SEEN_LIMIT = 256
+UNKNOWN = -1  # ContactState.observed of a state stored before touchpoints were counted
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,9 @@ class ContactState:
     scores: Mapping[str, ScoreTotal] = field(default_factory=dict)
     seen: tuple[str, ...] = ()
     sequence: int = 0
-    # Touchpoints folded into this state. A merge compares it with the contact's journal: equal
-    # means the journal still holds the whole history, so it can be replayed (docs/identity.md).
+    # Touchpoints folded into this state (UNKNOWN for a state stored before it was counted). A
+    # merge compares it with the contact's journal: equal means the journal still holds the
+    # whole history, so it can be replayed (docs/identity.md).
     observed: int = 0
 
     def evolve(self, **changes: Any) -> ContactState:
@@ -131,7 +133,7 @@ class ContactState:
             },
             seen=tuple(data.get("seen") or ()),
             sequence=int(data.get("sequence", 0)),
-            observed=int(data.get("observed", 0)),
+            observed=int(data.get("observed", UNKNOWN)),
         )
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from shared.journey.model.condition import Count
 from shared.journey.model.journey import Journey
-from shared.journey.model.state import SEEN_LIMIT, ContactState, ScoreTotal, Touch
+from shared.journey.model.state import SEEN_LIMIT, UNKNOWN, ContactState, ScoreTotal, Touch
 from shared.journey.model.touchpoint import Touchpoint
 from shared.journey.runtime.evaluation import decay
 
@@ -33,7 +33,7 @@ def observe(state: ContactState, touchpoint: Touchpoint, journey: Journey) -> Co
         counts=_counts(state, touchpoint, journey, watermark),
         scores=_scores(state, touchpoint, journey),
         seen=(*state.seen, touchpoint.message_id)[-SEEN_LIMIT:],
-        observed=state.observed + 1,
+        observed=state.observed + 1 if state.observed != UNKNOWN else UNKNOWN,
     )
 
 
@@ -52,20 +52,19 @@ def combine(journey: Journey, a: ContactState, b: ContactState) -> ContactState:
             traits[name] = b.traits.get(name)
             times[name] = at
     counts: dict[str, tuple[datetime, ...]] = {}
-    for compiled in journey.compiled.counts:
-        key = compiled.count.key
-        both = (*a.counts.get(key, ()), *b.counts.get(key, ()))
+    for count in (compiled.count for compiled in journey.compiled.counts):
+        both = (*a.counts.get(count.key, ()), *b.counts.get(count.key, ()))
         if both and watermark is not None:
-            both = _bounded(both, compiled.count, watermark)
+            both = _bounded(both, count, watermark)
         if both:
-            counts[key] = both
+            counts[count.key] = both
     scores: dict[str, ScoreTotal] = {}
-    for compiled in journey.compiled.scores:
-        key = compiled.score.key
+    for score in (compiled.score for compiled in journey.compiled.scores):
+        key = score.key
         total = a.scores.get(key)
         other = b.scores.get(key)
         if other is not None:
-            total = _add(total, other.value, other.as_of, compiled.score.half_life)
+            total = _add(total, other.value, other.as_of, score.half_life)
         if total is not None:
             scores[key] = total
     return a.evolve(
@@ -76,7 +75,8 @@ def combine(journey: Journey, a: ContactState, b: ContactState) -> ContactState:
         trait_times=times,
         counts=counts,
         scores=scores,
-        observed=a.observed + b.observed,
+        observed=(a.observed + b.observed if UNKNOWN not in (a.observed, b.observed)
+                  else UNKNOWN),
     )
 
 

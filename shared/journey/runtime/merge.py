@@ -44,7 +44,8 @@ class History:
 
     @property
     def complete(self) -> bool:
-        """The journal holds every touchpoint the state has folded in."""
+        """The journal holds every touchpoint the state has folded in (and a state stored
+        before touchpoints were counted never is)."""
         return (self.state.observed if self.state is not None else 0) == len(self.journal)
 
 

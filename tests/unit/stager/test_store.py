@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from services.stager.offsets import stored_offsets
 from services.stager.processing import Record
 from services.stager.storage import PortableStorage, PostgresStorage, storage_for
 from services.stager.store import (
@@ -23,7 +24,6 @@ from services.stager.store import (
     apply_batch,
     fire_timers,
     pending_outbox,
-    stored_offsets,
 )
 from shared.db.engine import sqlite_engine
 from shared.db.migrate import upgrade
