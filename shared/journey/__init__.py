@@ -17,12 +17,15 @@ shared/wire's job.
 
 from shared.journey.model.action import (
     Action,
+    ContactsMerged,
     RuleFired,
     StageEntered,
     TransitionBetween,
     WebhookTarget,
     actions_for,
     delivery_id,
+    merge_delivery_id,
+    merge_webhooks,
     webhooks_for,
 )
 from shared.journey.model.condition import Condition
@@ -64,6 +67,7 @@ __all__ = [
     "Action",
     "Condition",
     "ContactState",
+    "ContactsMerged",
     "InvalidTouchpoint",
     "Journey",
     "JourneyError",
@@ -94,6 +98,8 @@ __all__ = [
     "load_journeys",
     "load_template",
     "merge_cause",
+    "merge_delivery_id",
+    "merge_webhooks",
     "merged_id",
     "next_deadline",
     "parse_duration",
