@@ -1,11 +1,12 @@
-"""Consumes the transitions topic and turns each transition into persisted deliveries.
+"""Consumes the transitions topic and turns each record into persisted deliveries.
 
-At-least-once in, exactly one logical delivery out: a batch's deliveries are committed to the
-database first and the log's offsets after, so a crash in between replays the batch, and the
-replay inserts nothing new because a delivery's id is derived from transition and endpoint.
-A record that is not a transition, or that cannot be applied for any reason other than an
-outage (shared.failures), goes to the dead-letter topic with the reason and never stalls its
-partition.
+The topic carries transition records and contact.merged records (shared/wire/transitions_topic);
+each is planned by its type (deliveries.plan). At-least-once in, exactly one logical delivery
+out: a batch's deliveries are committed to the database first and the log's offsets after, so a
+crash in between replays the batch, and the replay inserts nothing new because a delivery's id is
+derived from the transition (or merge) and the endpoint. A record of neither type, or that cannot
+be applied for any reason other than an outage (shared.failures), goes to the dead-letter topic
+with the reason and never stalls its partition.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from shared.failures import failure_reason, failure_text, is_outage, isolate
 from shared.journey import Journey
 from shared.poll_loop import backoff, poll_until_stopped, seek_if_owned
 from shared.streams import OutRecord, RecordConsumer, RecordWriter
-from shared.wire import DeadLetter, MalformedTransition, Topics, decode_transition
+from shared.wire import DeadLetter, MalformedTransition, MergedRecord, Topics, decode_record
 
 log = logging.getLogger(__name__)
 
@@ -116,12 +117,13 @@ class TransitionConsumer:
         dead: list[tuple[TopicPartition, ConsumerRecord[bytes, bytes], MalformedTransition]] = []
         for tp, record in items:
             try:
-                transition = decode_transition(record.value)
+                read = decode_record(record.value)
             except MalformedTransition as exc:
                 dead.append((tp, record, exc))
                 continue
-            found = plan(transition, self.journeys)
-            metrics.TRANSITIONS.labels("matched" if found else "unmatched").inc()
+            found = plan(read, self.journeys)
+            counter = metrics.MERGES if isinstance(read, MergedRecord) else metrics.TRANSITIONS
+            counter.labels("matched" if found else "unmatched").inc()
             planned.extend(found)
         created = await create_deliveries(self.engine, planned, self.clock.now(),
                                           self.first_delay())

@@ -5,7 +5,10 @@ from prometheus_client import Counter, Gauge, Histogram
 
 TRANSITIONS = Counter(
     "polku_actions_transitions_total", "Transition records consumed, by outcome", ["outcome"]
-)  # outcome: matched | unmatched | dead_letter
+)  # outcome: matched | unmatched | dead_letter (any record of the topic that could not be read)
+MERGES = Counter(
+    "polku_actions_merges_total", "contact.merged records consumed, by outcome", ["outcome"]
+)  # outcome: matched | unmatched
 DELIVERIES_CREATED = Counter(
     "polku_actions_deliveries_created_total", "Deliveries created (one per transition and "
     "matching endpoint; a redelivered transition creates none)", ["endpoint"]

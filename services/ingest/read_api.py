@@ -1,22 +1,24 @@
-"""Read API over the stager's state: a contact's stage per journey, and the loaded journeys.
+"""Read API over the stager's state: a person's stage per journey, and the loaded journeys.
 
 What the stager stored is read through the contact read model (shared/db/read_model.py); this
-module only shapes it for HTTP.
+module only shapes it for HTTP. A contact is asked for by any of its ids: an anonymous id merged
+into a known contact answers for that contact, with every id, link and refused link of it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.bearer import ApiToken, require_bearer
-from shared.db.read_model import read_contact
+from shared.db.read_model import Conflict, Link, PersonJourney, read_person
 from shared.deps import AppPart
-from shared.journey import Journey
+from shared.journey import Journey, Transition, merged_id, timer_rule
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,44 +69,78 @@ async def list_journeys(api: Api) -> dict[str, Any]:
 
 @router.get(
     "/contacts/{contact_id}",
-    summary="A contact's current stage, touches and transition history in every journey",
-    responses={404: {"description": "No journey has seen this contact"}},
+    summary="A contact, by any of its ids: stage, touches and history in every journey, with its "
+            "linked ids and the links refused",
+    responses={404: {"description": "No state, transition or link of this id or of any id "
+                                    "linked to it"}},
 )
 async def get_contact(contact_id: str, api: Api) -> dict[str, Any]:
-    journeys = api.journeys
-    seen_in = await read_contact(api.engine, contact_id)
-    if not seen_in:
-        raise HTTPException(404, detail=f"contact_id: no journey has seen contact {contact_id!r}")
-    result = []
-    for view in seen_in:
-        state = view.state
-        journey = journeys.get(state.journey_id)
-        result.append(
-            {
-                "journey": state.journey_id,
-                "version": state.journey_version,
-                "stage": (
-                    {"id": state.stage, "labels": _labels(journey, state.stage)}
-                    if state.stage else None
-                ),
-                "entered_at": state.stage_entered_at.isoformat()
-                if state.stage_entered_at else None,
-                "first_touch": _touch(state.first_touch),
-                "last_touch": _touch(state.last_touch),
-                "last_event_at": state.last_event_at.isoformat() if state.last_event_at else None,
-                "traits": dict(state.traits),
-                "history": [
-                    {
-                        "transition_id": t.transition_id,
-                        "from": t.from_stage,
-                        "to": t.to_stage,
-                        "at": t.at.isoformat(),
-                        "cause": t.cause,
-                        "rule": t.rule_id,
-                        "reason": t.reason,
-                    }
-                    for t in view.history
-                ],
-            }
-        )
-    return {"contact": contact_id, "journeys": result}
+    person = await read_person(api.engine, contact_id)
+    if person is None:
+        raise HTTPException(404, detail=f"contact_id: no journey has seen contact {contact_id!r} "
+                                        "or any id linked to it")
+    return {
+        "contact": person.contact,
+        "ids": list(person.ids),
+        "links": [_link(link) for link in person.links],
+        "conflicts": [_conflict(conflict) for conflict in person.conflicts],
+        "journeys": [_journey(view, api.journeys.get(view.journey_id)) for view in person.journeys],
+    }
+
+
+def _journey(view: PersonJourney, journey: Journey | None) -> dict[str, Any]:
+    state = view.state
+    return {
+        "journey": view.journey_id,
+        "contact": state.contact if state else None,  # whose state this is
+        "version": state.journey_version if state else view.history[-1].journey_version,
+        "stage": (
+            {"id": state.stage, "labels": _labels(journey, state.stage)}
+            if state and state.stage else None
+        ),
+        "entered_at": _time(state.stage_entered_at) if state else None,
+        "first_touch": _touch(state.first_touch) if state else None,
+        "last_touch": _touch(state.last_touch) if state else None,
+        "last_event_at": _time(state.last_event_at) if state else None,
+        "traits": dict(state.traits) if state else {},
+        "history": [_transition(t) for t in view.history],
+    }
+
+
+def _transition(t: Transition) -> dict[str, Any]:
+    return {
+        "transition_id": t.transition_id,
+        "contact": t.contact,
+        "from": t.from_stage,
+        "to": t.to_stage,
+        "at": t.at.isoformat(),
+        "cause": t.cause,  # the engine's form: a messageId, timer:<rule> or merge:<id>
+        "caused_by": _cause(t.cause),
+        "rule": t.rule_id,
+        "reason": t.reason,
+    }
+
+
+def _cause(cause: str) -> dict[str, str]:
+    """The cause spelled out, as the webhook body does (without the event name)."""
+    rule = timer_rule(cause)
+    if rule is not None:
+        return {"kind": "timer", "rule": rule}
+    merged = merged_id(cause)
+    if merged is not None:
+        return {"kind": "merge", "merged": merged}
+    return {"kind": "event", "message_id": cause}
+
+
+def _link(link: Link) -> dict[str, str]:
+    return {"alias": link.alias, "kind": link.kind, "cause": link.cause,
+            "linked_at": link.linked_at.isoformat(), "merged_at": link.merged_at.isoformat()}
+
+
+def _conflict(conflict: Conflict) -> dict[str, str]:
+    return {"reason": conflict.reason, "contact": conflict.contact, "other": conflict.other,
+            "cause": conflict.cause, "at": conflict.at.isoformat()}
+
+
+def _time(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None

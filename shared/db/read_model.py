@@ -7,17 +7,27 @@ so the shape of those rows lives here, between them: the writer builds its rows 
 `state_row`/`transition_row` and the reader gets them back through `read_contact`. The state's
 JSON column is the engine's own stored form (`ContactState.to_stored`/`from_stored`), so nothing
 outside the engine decodes it.
+
+One person may have several ids: an anonymous id merged into a known contact is a row of
+`contact_links` (alias -> canonical), written by the stager when it merges. `read_person` answers
+for the person whichever of their ids it is given: the canonical contact's states, the
+transitions of every id (a merge deletes the alias's states but keeps its transitions), the
+links, and the links the stager refused (`identity_conflicts`) that touch any of the ids.
 """
 
 from __future__ import annotations
 
+import heapq
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeAlias
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from shared.db.tables import contact_states, transitions
+from shared.db.dialect import is_postgres
+from shared.db.tables import contact_links, contact_states, identity_conflicts, transitions
 from shared.journey import ContactState, Transition
 
 
@@ -89,3 +99,131 @@ async def read_contact(engine: AsyncEngine, contact: str) -> list[ContactJourney
     states = sorted((ContactState.from_stored(data) for data in stored),
                     key=lambda state: state.journey_id)
     return [ContactJourney(state, tuple(by_journey.get(state.journey_id, ()))) for state in states]
+
+
+@dataclass(frozen=True)
+class Link:
+    """`alias` was merged into the person by a call of `kind` (identify | alias): its messageId
+    `cause`, its event time `linked_at`; `merged_at` is when the stager did it."""
+
+    alias: str
+    kind: str
+    cause: str
+    linked_at: datetime
+    merged_at: datetime
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """A link the stager refused: `contact` asked to take `other` (one of them is the person's)."""
+
+    reason: str  # both_identified | already_linked | too_many_ids
+    contact: str
+    other: str
+    cause: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class PersonJourney:
+    """The person in one journey: the state (of the canonical contact if it has one, else of
+    the first id that has), and the transitions of all their ids, in time order.
+
+    `state` is None when only transitions are left (the ids' states were ended by a merge and
+    the canonical contact has none in this journey)."""
+
+    journey_id: str
+    state: ContactState | None
+    history: tuple[Transition, ...]
+
+
+@dataclass(frozen=True)
+class Person:
+    """Everything kept about one person, found by any of their ids."""
+
+    contact: str  # the canonical id
+    links: tuple[Link, ...]  # the ids merged into it, oldest link first
+    conflicts: tuple[Conflict, ...]
+    journeys: tuple[PersonJourney, ...]  # by journey id
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        return (self.contact, *(link.alias for link in self.links))
+
+
+async def read_person(engine: AsyncEngine, contact: str) -> Person | None:
+    """The person `contact` is an id of (the canonical id or one linked to it); None when no id
+    of theirs has a state, a transition or a link."""
+    if "\x00" in contact:
+        # No stored id has one (ingest refuses them), and PostgreSQL refuses it as a parameter.
+        return None
+    async with engine.connect() as conn:
+        if is_postgres(conn):
+            # One snapshot for the five reads: a merge committing in between cannot tear them.
+            await conn.execution_options(isolation_level="REPEATABLE READ")
+        canonical = await conn.scalar(
+            sa.select(contact_links.c.canonical).where(contact_links.c.alias == contact)
+        ) or contact
+        links = tuple(
+            Link(row.alias, row.kind, row.cause, row.linked_at, row.merged_at)
+            for row in await conn.execute(
+                sa.select(contact_links).where(contact_links.c.canonical == canonical)
+                .order_by(contact_links.c.linked_at, contact_links.c.alias)
+            )
+        )
+        ids = (canonical, *(link.alias for link in links))
+        states, history = await _states_and_history(conn, ids)
+        conflicts = tuple(
+            Conflict(row.reason, row.contact, row.other, row.cause, row.at)
+            for row in await conn.execute(
+                sa.select(identity_conflicts)
+                .where(sa.or_(identity_conflicts.c.contact.in_(ids),
+                              identity_conflicts.c.other.in_(ids)))
+                .order_by(identity_conflicts.c.at, identity_conflicts.c.id)
+            )
+        )
+    if not states and not history and not links:
+        return None
+    journeys = tuple(
+        PersonJourney(journey_id, _state_of(states, ids, journey_id),
+                      _in_time_order(history, ids, journey_id))
+        for journey_id in sorted({j for j, _ in states} | {j for j, _ in history})
+    )
+    return Person(canonical, links, conflicts, journeys)
+
+
+# (journey, contact) -> that contact's transitions in the journey, in the order they were made
+Keyed: TypeAlias = dict[tuple[str, str], list[Transition]]
+
+
+async def _states_and_history(
+    conn: AsyncConnection, ids: Sequence[str]
+) -> tuple[dict[tuple[str, str], ContactState], Keyed]:
+    states = {
+        (row.journey_id, row.contact): ContactState.from_stored(row.state)
+        for row in await conn.execute(
+            sa.select(contact_states.c.journey_id, contact_states.c.contact,
+                      contact_states.c.state)
+            .where(contact_states.c.contact.in_(ids))
+        )
+    }
+    history: Keyed = {}
+    for row in await conn.execute(
+        sa.select(*_HISTORY).where(transitions.c.contact.in_(ids))
+        .order_by(transitions.c.journey_id, transitions.c.contact, transitions.c.seq)
+    ):
+        history.setdefault((row.journey_id, row.contact), []).append(Transition(**row._asdict()))
+    return states, history
+
+
+def _state_of(states: dict[tuple[str, str], ContactState], ids: Iterable[str],
+              journey_id: str) -> ContactState | None:
+    return next((states[journey_id, i] for i in ids if (journey_id, i) in states), None)
+
+
+def _in_time_order(history: Keyed, ids: Iterable[str], journey_id: str
+                   ) -> tuple[Transition, ...]:
+    """The ids' transitions merged by event time; each id's own stay in the order they were
+    made (a late event's transition may carry an earlier time), the canonical id first on ties."""
+    per_id = [history.get((journey_id, i), []) for i in ids]
+    return tuple(heapq.merge(*per_id, key=lambda t: t.at))

@@ -17,12 +17,15 @@ shared/wire's job.
 
 from shared.journey.model.action import (
     Action,
+    ContactsMerged,
     RuleFired,
     StageEntered,
     TransitionBetween,
     WebhookTarget,
     actions_for,
     delivery_id,
+    merge_delivery_id,
+    merge_webhooks,
     webhooks_for,
 )
 from shared.journey.model.condition import Condition
@@ -65,6 +68,7 @@ __all__ = [
     "Action",
     "Condition",
     "ContactState",
+    "ContactsMerged",
     "History",
     "InvalidTouchpoint",
     "Journey",
@@ -98,6 +102,8 @@ __all__ = [
     "load_template",
     "merge",
     "merge_cause",
+    "merge_delivery_id",
+    "merge_webhooks",
     "merged_id",
     "next_deadline",
     "parse_duration",

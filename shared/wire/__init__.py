@@ -6,6 +6,8 @@ encoding and decoding, and where it goes (topic names, the partition of a key).
   outbox, read by the actions worker.
 - contact-merged record (merged.py): written by the stager beside the transitions a merge caused,
   read by the actions worker (the `contact_merged` webhook trigger).
+- what the transitions topic carries (transitions_topic.py): either record, told apart by `type`;
+  the actions worker reads both through decode_record.
 - dead letter and its headers (dead_letter.py): written by the stager and the actions worker,
   read by operators (and whatever replays them).
 - topic names and the partition of a key (topics.py): Topics comes from KafkaSettings.topics;
@@ -45,6 +47,7 @@ from shared.wire.transition import (
     decode_transition,
     encode_transition,
 )
+from shared.wire.transitions_topic import MergedRecord, TopicRecord, decode_record
 
 __all__ = [
     "EARLIEST_EVENT_TIME",
@@ -58,9 +61,12 @@ __all__ = [
     "DeadLetter",
     "MalformedMerge",
     "MalformedTransition",
+    "MergedRecord",
+    "TopicRecord",
     "Topics",
     "TransitionRecord",
     "decode_merged",
+    "decode_record",
     "decode_touchpoint",
     "decode_transition",
     "encode_merged",

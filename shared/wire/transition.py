@@ -85,6 +85,11 @@ def encode_transition(
 
 def decode_transition(value: bytes | None) -> TransitionRecord:
     """Parse and check a record's value; raises MalformedTransition with a reason and the field."""
+    return transition_record(json_object(value))
+
+
+def json_object(value: bytes | None) -> dict[str, Any]:
+    """A record's value as a JSON object, or MalformedTransition (`invalid_json`)."""
     try:
         message = json.loads(value) if value is not None else None
     except ValueError as exc:  # includes UnicodeDecodeError
@@ -92,6 +97,11 @@ def decode_transition(value: bytes | None) -> TransitionRecord:
         raise MalformedTransition("invalid_json", error) from None
     if not isinstance(message, dict):
         raise MalformedTransition("invalid_json", "not a JSON object")
+    return message
+
+
+def transition_record(message: Mapping[str, Any]) -> TransitionRecord:
+    """Check a parsed transition record; raises MalformedTransition naming the field."""
     version = message.get("v")
     if version != TRANSITION_VERSION or isinstance(version, bool):
         raise MalformedTransition("invalid_field",

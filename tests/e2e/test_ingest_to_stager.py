@@ -108,3 +108,26 @@ async def test_read_api_shows_the_stage_history_and_journeys(
     assert missing.status_code == 404
     assert "contact_id" in missing.json()["detail"]
     assert [j["id"] for j in journeys.json()["journeys"]] == ["trial"]
+
+
+async def test_the_first_touch_of_a_visit_tagged_only_in_its_url_is_the_campaigns_channel(
+    ingest: ServiceProcess, topic_names: KafkaSettings, engine: AsyncEngine
+) -> None:
+    # The Python SDK, unlike analytics.js, does not copy the UTM tags into context.campaign.
+    _, key = await create_source(engine, f"e2e-{uuid.uuid4().hex[:6]}")
+    contact = f"e2e-utu-{uuid.uuid4().hex[:6]}"
+    client = segment.Client(key, host=ingest.url, sync_mode=True)
+    now = datetime.now(UTC)
+    await asyncio.to_thread(
+        client.page, contact, name="Pricing", timestamp=now - timedelta(minutes=5),
+        context={"page": {"url": "https://x.fi/hinnat?utm_source=google&utm_medium=cpc"}})
+    await asyncio.to_thread(client.track, contact, "Order Completed", timestamp=now)
+    async with running_stager(topic_names, engine, ManualClock(now)) as run:
+        await wait_consumed(engine, topic_names, run.group_id)
+
+    async with httpx.AsyncClient(base_url=ingest.url, timeout=10) as http:
+        found = await http.get(f"/v1/contacts/{contact}",
+                               headers={"authorization": f"Bearer {READ_TOKEN}"})
+    [trial] = found.json()["journeys"]
+    assert trial["first_touch"]["channel"] == "paid_search"
+    assert trial["last_touch"]["channel"] == "direct"

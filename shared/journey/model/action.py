@@ -1,9 +1,9 @@
-"""Actions: which webhooks a transition triggers, and what each delivery carries."""
+"""Actions: which webhooks a transition (or a merge of two ids) triggers, and what each carries."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeAlias
 
@@ -46,7 +46,14 @@ class RuleFired:
     rule: str
 
 
-Trigger: TypeAlias = StageEntered | TransitionBetween | RuleFired
+@dataclass(frozen=True)
+class ContactsMerged:
+    """`on: {contact_merged: true}`: an id was merged into a known contact (the stager's
+    contact.merged record). It belongs to no journey's stages, so it never matches a transition:
+    `merge_webhooks` gathers these over all journeys."""
+
+
+Trigger: TypeAlias = StageEntered | TransitionBetween | RuleFired | ContactsMerged
 
 
 @dataclass(frozen=True)
@@ -74,7 +81,9 @@ class Action:
                 transition.from_stage == trigger.from_stage
                 and transition.to_stage == trigger.to_stage
             )
-        return transition.rule_id == trigger.rule
+        if isinstance(trigger, RuleFired):
+            return transition.rule_id == trigger.rule
+        return False
 
 
 def actions_for(journey: Journey, transition: Transition) -> list[Action]:
@@ -97,4 +106,30 @@ def webhooks_for(journey: Journey, transition: Transition) -> list[WebhookTarget
 
 def delivery_id(transition: Transition, target: WebhookTarget) -> str:
     """Stable `webhook-id` for one transition to one URL, identical on every retry and replay."""
-    return f"msg_{uuid.uuid5(uuid.UUID(transition.transition_id), target.url).hex}"
+    return _derived_id(transition.transition_id, target)
+
+
+def merge_webhooks(journeys: Iterable[Journey]) -> list[tuple[str, WebhookTarget]]:
+    """Where a merge of two ids is delivered: one target per URL over every journey with an
+    `on: {contact_merged: true}` action, each with the id of the journey that names it first.
+
+    A merge belongs to the person, not to one journey, so journeys are taken by id (the same
+    answer whatever order they were loaded in) and, within one, actions in file order; the first
+    action naming a URL gives its settings, as in `webhooks_for`.
+    """
+    targets: dict[str, tuple[str, WebhookTarget]] = {}
+    for journey in sorted(journeys, key=lambda j: j.id):
+        for action in journey.actions:
+            if isinstance(action.on, ContactsMerged):
+                for target in action.webhooks:
+                    targets.setdefault(target.url, (journey.id, target))
+    return list(targets.values())
+
+
+def merge_delivery_id(merge_id: str, target: WebhookTarget) -> str:
+    """Stable `webhook-id` for one merge (its `merge_id`, a UUID) to one URL."""
+    return _derived_id(merge_id, target)
+
+
+def _derived_id(record_id: str, target: WebhookTarget) -> str:
+    return f"msg_{uuid.uuid5(uuid.UUID(record_id), target.url).hex}"

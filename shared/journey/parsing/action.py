@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 from shared.journey.model.action import (
     PAYLOAD_FIELDS,
     Action,
+    ContactsMerged,
     RuleFired,
     StageEntered,
     TransitionBetween,
@@ -57,16 +58,20 @@ def _action(
 def _trigger(
     reader: Reader, node: Node, field: str, stages: tuple[str, ...], rules: tuple[str, ...]
 ) -> Trigger | None:
-    kinds = ("stage_entered", "transition", "rule")
+    kinds = ("stage_entered", "transition", "rule", "contact_merged")
     values = reader.mapping(node, field, "'on' of an action", kinds)
     if values is None:
         return None
     if len(values) != 1:
-        reader.problem(
-            node, field, "'on' of an action needs exactly one of: stage_entered, transition, rule"
-        )
+        reader.problem(node, field, f"'on' of an action needs exactly one of: {', '.join(kinds)}")
         return None
     kind, child = next(iter(values.items()))
+    if kind == "contact_merged":
+        if child.value is not True:
+            reader.problem(child, f"{field}.contact_merged",
+                           "contact_merged takes only 'true' (leave the action out otherwise)")
+            return None
+        return ContactsMerged()
     if kind == "stage_entered":
         stage = _stage(reader, child, f"{field}.stage_entered", stages)
         return StageEntered(stage) if stage else None

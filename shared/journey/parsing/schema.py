@@ -148,6 +148,7 @@ def _definitions() -> dict[str, Any]:
                     "properties": {
                         "stage_entered": {"type": "string"},
                         "rule": {"type": "string"},
+                        "contact_merged": {"const": True},
                         "transition": {
                             "type": "object",
                             "additionalProperties": False,

@@ -3,12 +3,18 @@
 Order of evidence, first that applies wins:
 
 1. `properties.channel` set by the sender (lower-cased) - the sender knows best;
-2. `context.campaign.medium` (UTM medium), normalised (cpc -> paid_search, e-mail -> email, ...);
-3. `context.campaign.source` (UTM source): a search engine -> search, a social network -> social,
+2. the campaign's medium (UTM medium), normalised (cpc -> paid_search, e-mail -> email, ...);
+3. the campaign's source (UTM source): a search engine -> search, a social network -> social,
    anything else -> the source itself, lower-cased;
 4. the referrer (`context.page.referrer`, else `properties.referrer`): a search engine -> search,
    a social network -> social, the same site as the page -> internal, another site -> referral;
 5. otherwise direct.
+
+The campaign is `context.campaign` when it has a medium or a source; otherwise `utm_medium` and
+`utm_source` from the query string of the page's URL (`context.page.url`, else `properties.url`).
+Segment's analytics.js copies those into `context.campaign`, but other senders (server-side
+calls, the mobile SDKs, a hand-written `fetch`) leave them in the URL, where a visit that came
+from an ad would otherwise be `direct`. A URL that does not parse has no campaign.
 
 Segment's `context.channel` ("browser", "server", "mobile") names the transport, not the marketing
 channel, so it is deliberately ignored.
@@ -18,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 DIRECT = "direct"
 
@@ -80,19 +86,38 @@ def derive_channel(properties: Mapping[str, Any], context: Mapping[str, Any]) ->
     explicit = properties.get("channel")
     if isinstance(explicit, str) and explicit.strip():
         return explicit.strip().lower()
-    campaign = _mapping(context.get("campaign"))
-    medium = _text(campaign.get("medium"))
+    page = _mapping(context.get("page"))
+    page_url = _text(page.get("url")) or _text(properties.get("url"))
+    medium, source = _campaign(_mapping(context.get("campaign")), page_url)
     if medium:
         return _MEDIUMS.get(medium, medium)
-    source = _text(campaign.get("source"))
     if source:
         return _classify_name(source) or source
-    page = _mapping(context.get("page"))
     referrer = _text(page.get("referrer")) or _text(properties.get("referrer"))
     if referrer:
-        page_url = _text(page.get("url")) or _text(properties.get("url"))
         return _classify_referrer(referrer, page_url)
     return DIRECT
+
+
+def _campaign(campaign: Mapping[str, Any], page_url: str) -> tuple[str, str]:
+    """(medium, source) of the campaign, from `context.campaign`, else the page URL's UTM tags."""
+    medium, source = _text(campaign.get("medium")), _text(campaign.get("source"))
+    if medium or source or not page_url:
+        return medium, source
+    tags = _query(page_url)
+    return _text(tags.get("utm_medium")), _text(tags.get("utm_source"))
+
+
+def _query(url: str) -> dict[str, str]:
+    """The URL's query parameters, the first value of each; none for a URL that does not parse."""
+    try:
+        pairs = parse_qsl(urlsplit(url).query)
+    except ValueError:
+        return {}
+    tags: dict[str, str] = {}
+    for name, value in pairs:
+        tags.setdefault(name, value)
+    return tags
 
 
 def _classify_referrer(referrer: str, page_url: str) -> str:

@@ -1,10 +1,11 @@
-"""Specification of actions: which webhooks a transition triggers and what they carry."""
+"""Specification of actions: which webhooks a transition or a merge triggers, and their bodies."""
 
 from __future__ import annotations
 
 import pytest
 
 from shared.journey import (
+    ContactsMerged,
     RuleFired,
     StageEntered,
     Transition,
@@ -13,6 +14,9 @@ from shared.journey import (
     actions_for,
     check_yaml,
     delivery_id,
+    json_schema,
+    merge_delivery_id,
+    merge_webhooks,
     replay,
     webhooks_for,
 )
@@ -102,7 +106,14 @@ HOOK = "url: 'http://a.example', secret_env: S"
         (
             "{rule: demo, stage_entered: customer}",
             f"[{{{HOOK}}}]",
-            "exactly one of: stage_entered, transition, rule",
+            "exactly one of: stage_entered, transition, rule, contact_merged",
+        ),
+        ("{contact_merged: false}", f"[{{{HOOK}}}]", "contact_merged takes only 'true'"),
+        ("{contact_merged: yes please}", f"[{{{HOOK}}}]", "contact_merged takes only 'true'"),
+        (
+            "{contact_merged: true, rule: demo}",
+            f"[{{{HOOK}}}]",
+            "exactly one of: stage_entered, transition, rule, contact_merged",
         ),
         ("{transition: {from: customer}}", f"[{{{HOOK}}}]", "'to' is missing from a transition"),
         ("{stage_entered: customer}", "[{url: 'ftp://a.example', secret_env: S}]", "web address"),
@@ -169,3 +180,72 @@ def test_a_problem_with_a_filled_in_url_never_shows_the_variable_value() -> None
     assert found is None
     assert len(problems) == 1 and "once its environment variables are filled in" in problems[0]
     assert "s3cr3t" not in problems[0]
+
+
+MERGE_ACTIONS = """
+actions:
+  - on: {contact_merged: true}
+    webhooks:
+      - {url: 'https://crm.example.com/hooks/merged', secret_env: CRM_SECRET, fields: [contact]}
+      - {url: 'https://audit.example.com/ids', secret_file: /run/secrets/audit}
+  - on: {stage_entered: selection}
+    webhooks:
+      - {url: 'https://crm.example.com/hooks/sales', secret_env: CRM_SECRET}
+  - on: {contact_merged: true}
+    webhooks:
+      - {url: 'https://crm.example.com/hooks/merged', secret_env: LATER_SECRET}
+"""
+
+
+def test_a_contact_merged_action_is_read_and_never_matches_a_transition() -> None:
+    definition = journey(FUNNEL + MERGE_ACTIONS)
+    assert [a.on for a in definition.actions] == [
+        ContactsMerged(), StageEntered("selection"), ContactsMerged()
+    ]
+    transition, _ = demo_transition()
+    assert [t.url for t in webhooks_for(definition, transition)] == [
+        "https://crm.example.com/hooks/sales"
+    ]
+
+
+def test_merges_go_once_to_each_url_over_all_journeys_the_first_journey_by_id_naming_it() -> None:
+    merging = journey(FUNNEL + MERGE_ACTIONS)
+    other = journey(FUNNEL.replace("id: funnel", "id: another", 1) + """
+actions:
+  - on: {contact_merged: true}
+    webhooks:
+      - {url: 'https://audit.example.com/ids', secret_env: ANOTHER_SECRET}
+      - {url: 'https://ops.example.com/merges', secret_env: OPS_SECRET}
+""")
+    silent = journey(FUNNEL.replace("id: funnel", "id: aaa-silent", 1))
+    found = merge_webhooks([merging, silent, other])
+    assert [(journey_id, t.url, t.secret_env) for journey_id, t in found] == [
+        ("another", "https://audit.example.com/ids", "ANOTHER_SECRET"),
+        ("another", "https://ops.example.com/merges", "OPS_SECRET"),
+        ("funnel", "https://crm.example.com/hooks/merged", "CRM_SECRET"),
+    ]
+    assert merge_webhooks([other, silent, merging]) == found
+    assert merge_webhooks([silent, journey(FUNNEL + ACTIONS)]) == []
+
+
+def test_a_merge_has_one_stable_delivery_id_per_url() -> None:
+    [(_, first), (_, second)] = merge_webhooks([journey(FUNNEL + MERGE_ACTIONS)])
+    merge_id = "6f0f2a7e-39a4-5b8e-9a53-0c1d2e3f4a5b"
+    assert merge_delivery_id(merge_id, first) == merge_delivery_id(merge_id, first)
+    assert merge_delivery_id(merge_id, first) != merge_delivery_id(merge_id, second)
+    other_merge = "7a1b2c3d-4e5f-5a6b-8c7d-9e0f1a2b3c4d"
+    assert merge_delivery_id(merge_id, first) != merge_delivery_id(other_merge, first)
+    assert merge_delivery_id(merge_id, first).startswith("msg_")
+
+
+def test_the_json_schema_takes_contact_merged_true_only() -> None:
+    jsonschema_rs = pytest.importorskip("jsonschema_rs")
+    import yaml
+
+    validator = jsonschema_rs.validator_for(json_schema())
+    document = yaml.safe_load(FUNNEL + MERGE_ACTIONS)
+    document["actions"] = [{"on": a[True], "webhooks": a["webhooks"]}
+                           for a in document["actions"]]
+    assert validator.is_valid(document)
+    document["actions"][0]["on"] = {"contact_merged": False}
+    assert not validator.is_valid(document)
