@@ -126,13 +126,18 @@ SCRIPTS: tuple[Script, ...] = (
 )
 
 
-def message(contact: str, script: Script, step: Step, at: datetime) -> dict[str, Any]:
+def message(contact: str, script: Script, step: Step, at: datetime,
+            identified: bool = True) -> dict[str, Any]:
+    """One call as a website's SDK sends it: always the browser's anonymousId, and the userId
+    from the identify on (which links the two: docs/identity.md)."""
     item: dict[str, Any] = {
         "type": step.type,
-        "userId": contact,
+        "anonymousId": f"anon-{contact}",
         "messageId": str(uuid.uuid4()),
         "timestamp": at.isoformat().replace("+00:00", "Z"),
     }
+    if identified or step.type == "identify":
+        item["userId"] = contact
     if step.type == "identify":
         item["traits"] = {"email": f"{contact}@example.com", **dict(script.traits)}
     elif step.type == "track":
@@ -149,10 +154,12 @@ async def walk(client: httpx.AsyncClient, contact: str, script: Script, pace_s: 
     """Post the contact's touchpoints one by one, `pace_s` apart, with their event times."""
     last = script.steps[-1].day
     start = now - timedelta(days=last + script.silence_days)
+    identified = False
     for step in script.steps:
         at = start + timedelta(days=step.day)
+        identified = identified or step.type == "identify"
         answer = await client.post("/v1/batch", json={
-            "batch": [message(contact, script, step, at)]
+            "batch": [message(contact, script, step, at, identified)]
         })
         if answer.status_code >= 300:
             log.warning("demo event refused: %s %s", answer.status_code, answer.text[:200])
