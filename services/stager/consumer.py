@@ -189,8 +189,7 @@ class Stager:
         if result.changes.transitions or result.dead_letters or result.forwarded:
             # A batch that wrote nothing to the outbox skips the look; rows an earlier owner
             # left behind go out with the next timer sweep (every timer_interval_s).
-            await publish_outbox(self.engine, self.writer, tp.partition,
-                                 self.topics.dead_letters)
+            await publish_outbox(self.engine, self.writer, tp.partition, self.topics)
 
     async def set_aside(self, tp: TopicPartition, record: Record, error: Exception) -> None:
         """Dead-letter one record the stager cannot apply (it is not an outage: see isolate)."""
@@ -204,8 +203,7 @@ class Stager:
         # The class only: a database's message may quote the record's data.
         log.warning("dead-lettered offset %d of partition %d: %s (%s)", record.offset,
                     tp.partition, dead.reason, type(error).__name__)
-        await publish_outbox(self.engine, self.writer, tp.partition,
-                             self.topics.dead_letters)
+        await publish_outbox(self.engine, self.writer, tp.partition, self.topics)
 
     async def timer_time(self, tp: TopicPartition) -> datetime | None:
         """The instant up to which a partition's timers may fire (None: not yet).
@@ -242,8 +240,7 @@ class Stager:
                 self._count(changes)
                 if len(changes.states) < self.settings.timer_batch:
                     break
-            await publish_outbox(self.engine, self.writer, tp.partition,
-                                 self.topics.dead_letters)
+            await publish_outbox(self.engine, self.writer, tp.partition, self.topics)
 
     async def update_gauges(self) -> None:
         assignment = list(self.consumer.assignment())
