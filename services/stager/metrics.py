@@ -4,7 +4,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS = Counter(
     "polku_stager_events_total", "Touchpoints consumed, by outcome", ["outcome"]
-)  # outcome: applied | duplicate | dead_letter
+)  # outcome: applied | duplicate | dead_letter | suppressed (an erased person's)
 TRANSITIONS = Counter(
     "polku_stager_transitions_total", "Stage transitions", ["journey", "from_stage", "to_stage"]
 )
