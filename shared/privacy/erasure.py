@@ -103,10 +103,6 @@ async def erase_person(engine: AsyncEngine, contact_id: str, stores: ErasureStor
     receipt_id = "er_" + uuid.uuid4().hex
     sqlite = engine.dialect.name == "sqlite"
     async with engine.connect() as conn:
-        if sqlite:
-            # Deleted rows are overwritten with zeros, not left in free pages of the file.
-            await conn.exec_driver_sql("PRAGMA secure_delete = ON")
-            await conn.commit()
         try:
             async with conn.begin():
                 await _lock_stager(conn, stores.touchpoints_topic)
@@ -125,9 +121,9 @@ async def erase_person(engine: AsyncEngine, contact_id: str, stores: ErasureStor
                     removed=dict(receipt.removed), kafka_expires_at=receipt.kafka_expires_at))
         finally:
             if sqlite:
-                await conn.exec_driver_sql("PRAGMA secure_delete = OFF")
-                # Out of the write-ahead log too: the erased rows' old pages live there until
-                # a checkpoint copies the new ones over them.
+                # The file overwrites deleted rows with zeros (shared/db/engine.py); the
+                # write-ahead log still holds older copies of their pages until a checkpoint
+                # has copied the new ones over them and emptied it.
                 await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
                 await conn.commit()
     return receipt

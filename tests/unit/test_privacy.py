@@ -124,7 +124,7 @@ async def seed_canary(engine: AsyncEngine) -> None:
 
 
 async def test_an_erase_removes_every_row_of_every_id_of_the_person_and_nothing_else(
-    engine: AsyncEngine,
+    engine: AsyncEngine, tmp_path: Path,
 ) -> None:
     await seed_canary(engine)
     before = await dump(engine)
@@ -143,6 +143,11 @@ async def test_an_erase_removes_every_row_of_every_id_of_the_person_and_nothing_
     for canary in (USER, ANON, EMAIL):
         assert canary not in after
     assert OTHER in after  # the bystander is untouched
+    # Nor in the file's bytes: free space and the write-ahead log included.
+    files = b"".join(path.read_bytes() for path in tmp_path.glob("polku.db*"))
+    assert OTHER.encode() in files
+    for canary in (USER, ANON, EMAIL):
+        assert canary.encode() not in files
     async with engine.connect() as conn:
         salt = await installation_salt(conn)
         listed = set((await conn.execute(sa.select(suppressions.c.id_hash))).scalars())
