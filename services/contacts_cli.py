@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import typer
 
 from services.ingest.privacy_api import MAX_ID_CHARS
+from services.ingest.settings import IngestSettings
 from services.ingest.sources_cli import dev_database
 from shared.db.engine import make_engine
 from shared.privacy import ErasureStores, erase_person, kafka_expiry, unsuppress
@@ -58,7 +59,9 @@ def _stores(database: DatabaseSettings) -> ErasureStores:
     if database.url.startswith("sqlite"):
         return ErasureStores(TopicSettings().touchpoints_topic, kafka_keeps_records=None)
     kafka = KafkaSettings()
-    return ErasureStores(kafka.touchpoints_topic, kafka_expiry(kafka.retention, kafka.segment))
+    refresh = timedelta(seconds=IngestSettings().suppression_refresh_s)
+    return ErasureStores(kafka.touchpoints_topic,
+                         kafka_expiry(kafka.retention, kafka.segment, refresh))
 
 
 def _echo(document: dict[str, Any]) -> None:

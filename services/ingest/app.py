@@ -12,6 +12,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +83,8 @@ def create_app(
             await asyncio.wait({connecting}, timeout=settings.produce_timeout_s)
             attach(app, stack, engine, publisher, settings, journeys,
                    ErasureStores(kafka.touchpoints_topic,
-                                 kafka_expiry(kafka.retention, kafka.segment)))
+                                 kafka_expiry(kafka.retention, kafka.segment,
+                                              timedelta(seconds=settings.suppression_refresh_s))))
             # Every event allocates a few dicts and a future: 20,000 cut ingest's CPU per event
             # by ~20% (shared/runtime.py says why).
             collect_less_often(settings.gc_young_threshold)

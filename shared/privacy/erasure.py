@@ -68,10 +68,13 @@ class ErasureStores:
     kafka_keeps_records: timedelta | None
 
 
-def kafka_expiry(retention: timedelta, segment: timedelta) -> timedelta:
-    """The longest a record may stay on a topic: Kafka deletes whole closed segments, so a
-    record lives for the retention after its segment rolls, plus the broker's check interval."""
-    return retention + segment + RETENTION_CHECK
+def kafka_expiry(retention: timedelta, segment: timedelta, ingest_refresh: timedelta
+                 ) -> timedelta:
+    """The longest a record of an erased person may stay on a topic: Kafka deletes whole closed
+    segments, so a record lives for the retention after its segment rolls, plus the broker's
+    check interval; and ingest may still write the person's events until it reloads its
+    suppression list (`ingest_refresh` after the erase)."""
+    return ingest_refresh + retention + segment + RETENTION_CHECK
 
 
 @dataclass(frozen=True)
