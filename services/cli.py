@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import typer
 
+from services.contacts_cli import app as contacts_app
 from services.ingest.sources_cli import app as sources_app
 from services.journeys_cli import app as journeys_app
 from services.journeys_cli import simulate as simulate_command
@@ -19,6 +20,7 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(journeys_app, name="journeys")
 app.add_typer(sources_app, name="sources")
+app.add_typer(contacts_app, name="contacts")
 app.command("simulate", help="Replay events through a journey offline; print each path.")(
     simulate_command
 )
@@ -41,7 +43,8 @@ def ingest() -> None:
 
     settings = ServiceSettings()
     ingest_settings = IngestSettings()
-    refuse_unprotected("ingest", settings.host, [ingest_settings.read_api_token])
+    refuse_unprotected("ingest", settings.host, [ingest_settings.read_api_token,
+                                                 ingest_settings.admin_api_token])
     from services.ingest.app import create_app
     from shared.serve import serve
 
@@ -102,9 +105,10 @@ def dev(
 
     settings = DevSettings()
     ingest_settings, actions_settings = IngestSettings(), ActionsSettings()
-    # One process serves both APIs: each keeps its own token (shared/bearer.py).
+    # One process serves the three APIs: each keeps its own token (shared/bearer.py).
     refuse_unprotected("dev", settings.host, [ingest_settings.read_api_token,
-                                              actions_settings.delivery_api_token],
+                                              actions_settings.delivery_api_token,
+                                              ingest_settings.admin_api_token],
                        "POLKU_DEV_HOST")
     if reset:
         try:

@@ -77,8 +77,16 @@ class EmbeddedLog:
                     sa.select(sa.func.max(log_records.c.offset))
                     .where(log_records.c.topic == topic, log_records.c.partition == partition)
                 )).scalar_one_or_none()
+                # Never behind a consumer: an erase (shared/privacy) may have deleted the newest
+                # records, and an offset a group has read past must not be handed out again.
+                read = (await conn.execute(
+                    sa.select(sa.func.max(consumer_offsets.c.next_offset))
+                    .where(consumer_offsets.c.topic == topic,
+                           consumer_offsets.c.partition == partition)
+                )).scalar_one_or_none()
+            found = max(0 if last is None else int(last) + 1, int(read or 0))
             # setdefault: an append may have learnt it meanwhile, and its value is newer.
-            end = self._ends.setdefault((topic, partition), 0 if last is None else int(last) + 1)
+            end = self._ends.setdefault((topic, partition), found)
         return end
 
     async def write(self, records: Sequence[OutRecord]) -> None:

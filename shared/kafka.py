@@ -42,10 +42,21 @@ async def _admin(settings: KafkaSettings) -> AsyncIterator[AIOKafkaAdminClient]:
         await admin.close()
 
 
+def topic_configs(settings: KafkaSettings) -> dict[str, str]:
+    """The configuration of a topic Polku creates: durability, and a retention that really
+    removes records (segment.ms rolls segments often enough for retention.ms to reach them)."""
+    return {
+        MIN_INSYNC_REPLICAS: str(settings.min_insync_replicas),
+        "retention.ms": str(int(settings.retention.total_seconds() * 1000)),
+        "segment.ms": str(int(settings.segment.total_seconds() * 1000)),
+    }
+
+
 async def ensure_topics(settings: KafkaSettings, names: Iterable[str]) -> None:
-    """Create the topics if missing, with the configured partitions, replication factor and
-    min.insync.replicas. Existing topics are left as they are (topic_durability_problems
-    reports those below the settings). Raises TopicsNotCreated with the broker's reason."""
+    """Create the topics if missing, with the configured partitions, replication factor,
+    min.insync.replicas and retention (`topic_configs`). Existing topics are left as they are
+    (topic_durability_problems reports those below the settings). Raises TopicsNotCreated with
+    the broker's reason."""
     async with _admin(settings) as admin:
         existing = set(await admin.list_topics())
         missing = [n for n in names if n not in existing]
@@ -53,7 +64,7 @@ async def ensure_topics(settings: KafkaSettings, names: Iterable[str]) -> None:
             return
         response = await admin.create_topics([
             NewTopic(n, settings.partitions, replication_factor=settings.replication_factor,
-                     topic_configs={MIN_INSYNC_REPLICAS: str(settings.min_insync_replicas)})
+                     topic_configs=topic_configs(settings))
             for n in missing
         ])
     refusals = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from pydantic import AliasChoices, Field
@@ -38,6 +39,21 @@ class KafkaSettings(TopicSettings):
     replication_factor: int = 1
     min_insync_replicas: int = 1
     request_timeout_s: float = 10.0
+    # How long topics Polku creates keep a record (retention.ms), and how often they start a new
+    # segment (segment.ms): Kafka deletes whole closed segments, so a record may outlive the
+    # retention by up to one segment. Together they bound how long an erased person's records
+    # stay on the log, which each erasure receipt states (docs/privacy.md).
+    retention_hours: float = Field(default=168.0, gt=0)
+    segment_hours: float = Field(default=1.0, gt=0)
+
+    @property
+    def retention(self) -> timedelta:
+        return timedelta(hours=self.retention_hours)
+
+    @property
+    def segment(self) -> timedelta:
+        # Never longer than the retention: a segment is deleted only once it is closed.
+        return timedelta(hours=min(self.segment_hours, self.retention_hours))
 
     @property
     def bootstrap_servers(self) -> str:

@@ -19,7 +19,7 @@ from shared.bearer import ApiToken, require_bearer
 from shared.clock import Clock
 from shared.deps import AppPart
 
-Status = Literal["pending", "delivered", "failed"]
+Status = Literal["pending", "delivered", "failed", "cancelled"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,9 @@ Guarantees kept here:
   share the work and a crashed worker's deliveries are taken over once its lease runs out
   (SQLite, the embedded mode, has one worker and one connection: its claim is a plain
   select-then-update inside one transaction);
-- an attempt's result is written only by the claim that made it (matching `claim_token`).
+- an attempt's result is written only by the claim that made it (matching `claim_token`);
+- no delivery is created for an erased person, and an erase cancels theirs (`cancelled`, never
+  claimed, retried or redelivered; shared/privacy/erasure.py).
 """
 
 from __future__ import annotations
@@ -27,9 +29,10 @@ from services.actions.deliveries import PlannedDelivery
 from shared.db.dialect import insert
 from shared.db.tables import webhook_deliveries as deliveries
 from shared.db.tables import webhook_endpoints as endpoints
+from shared.privacy import hold_against_erasure, suppressed_among
 
-PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
-STATUSES = (PENDING, DELIVERED, FAILED)
+PENDING, DELIVERED, FAILED, CANCELLED = "pending", "delivered", "failed", "cancelled"
+STATUSES = (PENDING, DELIVERED, FAILED, CANCELLED)
 _INSERT_CHUNK = 1000
 
 
@@ -114,9 +117,15 @@ async def create_deliveries(
     """
     if not planned:
         return []
-    urls = {p.endpoint_id: p.url for p in planned}
     created: set[str] = set()
     async with engine.begin() as conn:
+        # Erased people get no deliveries, even from transitions still on the log.
+        await hold_against_erasure(conn)
+        suppressed = await suppressed_among(conn, {p.contact for p in planned})
+        planned = [p for p in planned if p.contact not in suppressed]
+        if not planned:
+            return []
+        urls = {p.endpoint_id: p.url for p in planned}
         await conn.execute(
             insert(conn, endpoints).on_conflict_do_nothing(index_elements=["id"]),
             [{"id": eid, "url": url} for eid, url in sorted(urls.items())],
@@ -385,6 +394,8 @@ async def retry_delivery(engine: AsyncEngine, delivery_id: str, now: datetime) -
                                    "(POST /v1/endpoints/{id}/enable)")
         if row.status == PENDING:
             raise DeliveryConflict("the delivery is already pending")
+        if row.status == CANCELLED:
+            raise DeliveryConflict("the delivery was cancelled by an erasure; its body is gone")
         await conn.execute(deliveries.update().where(deliveries.c.id == delivery_id)
                            .values(next_attempt_at=now, **_REPLAY))
     return await get_delivery(engine, delivery_id)
@@ -448,7 +459,8 @@ async def purge_finished(engine: AsyncEngine, before: datetime, batch: int = 500
     so no long lock is held. Returns how many went."""
     old = (
         sa.select(deliveries.c.id)
-        .where(deliveries.c.status.in_((DELIVERED, FAILED)), deliveries.c.created_at < before)
+        .where(deliveries.c.status.in_((DELIVERED, FAILED, CANCELLED)),
+               deliveries.c.created_at < before)
         .limit(batch).scalar_subquery()
     )
     async with engine.begin() as conn:

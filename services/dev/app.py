@@ -45,6 +45,7 @@ from shared.db.migrate import upgrade
 from shared.embedded_log import EmbeddedLog
 from shared.journey import load_journeys
 from shared.ops import add_ops_routes
+from shared.privacy import ErasureStores
 from shared.runtime import start_background
 from shared.settings import DatabaseSettings, ServiceSettings, TopicSettings
 
@@ -173,9 +174,11 @@ def create_app(
             stack.push_async_callback(engine.dispose)
             app.state.write_key = await dev_write_key(engine, settings.data_dir)
             embedded_log = EmbeddedLog(engine, settings.partitions)
-            attach(app, engine, LogPublisher(embedded_log, topics.touchpoints,
-                                             ingest_settings.produce_timeout_s),
-                   ingest_settings, journeys)
+            attach(app, stack, engine, LogPublisher(embedded_log, topics.touchpoints,
+                                                    ingest_settings.produce_timeout_s),
+                   ingest_settings, journeys,
+                   # No broker: an erase deletes the person's records from the log itself.
+                   ErasureStores(topics.touchpoints, kafka_keeps_records=None))
             stopping = asyncio.Event()
             start_background(stack, "log-retention",
                              _prune_log(embedded_log, clock, settings.log_retention_days,

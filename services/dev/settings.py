@@ -26,9 +26,10 @@ class DevSettings(BaseSettings):
     # Partitions of each topic in the embedded log. One process applies them all; more only
     # matter when the state moves to the distributed mode (see docs/embedded.md).
     partitions: int = 1
-    # Log records every consumer is past are deleted once older than this; 0 keeps them all,
-    # which is what makes the log a full replay source when moving to the distributed mode.
-    log_retention_days: float = 0.0
+    # Log records every consumer is past are deleted once older than this (checked every ten
+    # minutes), as Kafka's retention does (docs/privacy.md); 0 keeps them all, which makes the
+    # log a full replay source when moving to the distributed mode (docs/embedded.md).
+    log_retention_days: float = 7.0
     # Demo traffic: new demo contacts per second, each walking its persona's script.
     demo_contacts_per_s: float = 1.0
     # The webhook secret the example journeys sign with (their webhooks name this variable);

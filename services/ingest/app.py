@@ -12,6 +12,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +21,16 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.ingest import metrics, read_api, routes
+from services.ingest import metrics, privacy_api, read_api, routes
 from services.ingest.errors import IngestError
 from services.ingest.intake import Intake
+from services.ingest.privacy_api import PrivacyApi
 from services.ingest.publish import KafkaPublisher, Publisher
 from services.ingest.read_api import ReadApi, read_api_of
 from services.ingest.schemas import component_schemas
 from services.ingest.settings import IngestSettings
 from services.ingest.sources import SourceDirectory
+from shared.clock import SystemClock
 from shared.db.engine import database_reachable, make_engine
 from shared.journey import Journey, JourneyError, load_journeys
 from shared.kafka import (
@@ -38,7 +41,8 @@ from shared.kafka import (
     ensure_topics,
 )
 from shared.ops import add_ops_routes
-from shared.runtime import collect_less_often
+from shared.privacy import ErasureStores, SuppressionList, kafka_expiry
+from shared.runtime import collect_less_often, start_background
 from shared.settings import DatabaseSettings, KafkaSettings, ServiceSettings
 
 DESCRIPTION = """\
@@ -77,7 +81,10 @@ def create_app(
             # Serve once connected, or after the produce deadline at the latest (answering 503
             # until the broker is back): an outage at start-up must not keep /healthz away.
             await asyncio.wait({connecting}, timeout=settings.produce_timeout_s)
-            attach(app, engine, publisher, settings, journeys)
+            attach(app, stack, engine, publisher, settings, journeys,
+                   ErasureStores(kafka.touchpoints_topic,
+                                 kafka_expiry(kafka.retention, kafka.segment,
+                                              timedelta(seconds=settings.suppression_refresh_s))))
             # Every event allocates a few dicts and a future: 20,000 cut ingest's CPU per event
             # by ~20% (shared/runtime.py says why).
             collect_less_often(settings.gc_young_threshold)
@@ -99,26 +106,35 @@ def create_app(
 
 
 def add_api_routes(app: FastAPI) -> None:
-    """The Segment-compatible API and the read API, with their error answers and metrics.
-    Both modes mount these: `attach` gives them what they serve from."""
+    """The Segment-compatible API, the read API and the privacy API, with their error answers
+    and metrics. Both modes mount these: `attach` gives them what they serve from."""
     app.include_router(routes.router)
     app.include_router(read_api.router)
+    app.include_router(privacy_api.router)
     app.add_exception_handler(IngestError, refused)  # type: ignore[arg-type]
     app.add_middleware(metrics.RequestMetrics)
     install_openapi(app)
 
 
-def attach(app: FastAPI, engine: AsyncEngine, publisher: Publisher, settings: IngestSettings,
-           journeys: Sequence[Journey]) -> None:
+def attach(app: FastAPI, stack: AsyncExitStack, engine: AsyncEngine, publisher: Publisher,
+           settings: IngestSettings, journeys: Sequence[Journey], stores: ErasureStores
+           ) -> None:
     """Point the API routes at a database and a log (Kafka or the embedded one): the one
-    place both run modes assemble ingest, from the parts they chose."""
+    place both run modes assemble ingest, from the parts they chose. The suppression list's
+    reloading runs until `stack` closes."""
+    suppression = SuppressionList(engine, settings.suppression_refresh_s)
+    stopping = asyncio.Event()
+    start_background(stack, "suppression-list", suppression.run(stopping), stopping.set, 10)
     routes.provide(app, Intake(
         settings,
         SourceDirectory(engine, settings.key_cache_ttl_s, settings.key_lookup_timeout_s,
                         lookups_per_s=settings.key_lookups_per_s),
         publisher,
+        suppression=suppression,
     ))
     read_api.provide(app, ReadApi(engine, {j.id: j for j in journeys}, settings.read_api_token))
+    privacy_api.provide(app, PrivacyApi(engine, settings.admin_api_token, stores,
+                                        SystemClock()))
 
 
 async def connect(publisher: KafkaPublisher, kafka: KafkaSettings, retry_s: float = 1.0) -> None:

@@ -26,6 +26,7 @@ from services.ingest.ratelimit import RateLimiter
 from services.ingest.settings import IngestSettings
 from services.ingest.sources import Source, SourceLookup
 from services.ingest.touchpoint import Arrival, Instant, Record, to_record
+from shared.privacy import SuppressionList
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,8 @@ class Intake:
     sources: SourceLookup
     publisher: Publisher
     limiter: RateLimiter = field(default_factory=RateLimiter)
+    # Erased ids (docs/privacy.md): their events are answered like any other, then dropped.
+    suppression: SuppressionList | None = None
 
     async def source(self, write_key: str, field: str, events: int = 1) -> Source:
         return await authenticate(self.sources, write_key, field, self.settings.retry_after_s,
@@ -63,10 +66,18 @@ class Intake:
                               timedelta(seconds=self.settings.max_future_skew_s))
         records: list[Record] = []
         rejections: list[Rejection] = []
+        # Hashing an event's ids only while some id is suppressed keeps the common path free.
+        suppression = self.suppression
+        screening = suppression is not None and bool(suppression.hashes)
+        suppressed = 0
         for index, call in enumerate(calls):
             try:
-                records.append(to_record(call, arrival, kind=kind, batch_context=batch_context,
-                                         batch_sent_at=batch_sent_at))
+                record = to_record(call, arrival, kind=kind, batch_context=batch_context,
+                                   batch_sent_at=batch_sent_at)
+                if screening and suppression.covers(call):  # type: ignore[union-attr]
+                    suppressed += 1
+                    continue
+                records.append(record)
             except InvalidEvent as exc:
                 if kind is not None:
                     raise BadRequest(exc.field or "body", exc.problem, reason=exc.reason) from None
@@ -76,11 +87,16 @@ class Intake:
             # Index and reason only: field values may be personal data.
             log.debug("batch items rejected: %s",
                       ", ".join(f"{r.index}:{r.reason}" for r in rejections))
-            if not records:
+            if not records and not suppressed:
                 raise BadRequest("batch", "no item of the batch is valid; see rejected",
                                  rejected=rejections)
             for rejection in rejections:
                 metrics.EVENTS_REJECTED.labels(reason=rejection.reason).inc()
+        if suppressed:
+            # Answered as accepted, as Segment does: the sender learns nothing about the list.
+            metrics.EVENTS_SUPPRESSED.inc(suppressed)
+            if not records:
+                return suppressed, rejections
         try:
             await self.publisher.publish(records)
         except NotAcknowledged as exc:
@@ -91,7 +107,7 @@ class Intake:
             ) from exc
         for call_type, count in Counter(r.type for r in records).items():
             metrics.EVENTS_ACCEPTED.labels(type=call_type).inc(count)
-        return len(records), rejections
+        return len(records) + suppressed, rejections
 
     def _admit(self, source: Source, events: int) -> None:
         if source.rate_limit_per_s is None:

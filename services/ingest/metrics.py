@@ -19,6 +19,11 @@ EVENTS_REJECTED = Counter(
     "Events refused, alone or with the request that carried them, by reason",
     ["reason"],
 )
+EVENTS_SUPPRESSED = Counter(
+    "polku_ingest_events_suppressed_total",
+    "Events answered as accepted but dropped: one of their ids belongs to an erased person "
+    "(docs/privacy.md)",
+)
 PRODUCE_SECONDS = Histogram(
     "polku_ingest_produce_seconds",
     "Time from handing a request's events to the producer to Kafka acknowledging all of them",

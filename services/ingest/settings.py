@@ -11,6 +11,7 @@ from shared.bearer import ApiToken
 from shared.wire import MAX_EVENT_TIME_AHEAD
 
 READ_TOKEN_SETTING = "POLKU_INGEST_READ_TOKEN"
+ADMIN_TOKEN_SETTING = "POLKU_INGEST_ADMIN_TOKEN"
 
 
 class IngestSettings(BaseSettings):
@@ -44,7 +45,17 @@ class IngestSettings(BaseSettings):
     # local clients, and ingest refuses to start unset on a non-loopback POLKU_HOST: contact
     # state carries identify traits (see shared/bearer.py).
     read_token: str | None = None
+    # Bearer token of the privacy API (erase a person, receipts, unsuppress: docs/privacy.md);
+    # unset and off loopback refused exactly like the read token.
+    admin_token: str | None = None
+    # How often ingest reloads its copy of the suppression list (erased ids): events of an id
+    # erased since the last reload still reach Kafka, where the stager drops them.
+    suppression_refresh_s: float = Field(default=5.0, gt=0)
 
     @property
     def read_api_token(self) -> ApiToken:
         return ApiToken(READ_TOKEN_SETTING, self.read_token)
+
+    @property
+    def admin_api_token(self) -> ApiToken:
+        return ApiToken(ADMIN_TOKEN_SETTING, self.admin_token)

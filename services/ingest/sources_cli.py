@@ -43,10 +43,10 @@ def choose_database(
         file_okay=False),
 ) -> None:
     """Sources and their write keys, in PostgreSQL or, with --dev, in `polku dev`'s file."""
-    ctx.obj = _dev_database(data_dir) if dev or data_dir is not None else DatabaseSettings()
+    ctx.obj = dev_database(data_dir) if dev or data_dir is not None else DatabaseSettings()
 
 
-def _dev_database(data_dir: Path | None) -> DatabaseSettings:
+def dev_database(data_dir: Path | None) -> DatabaseSettings:
     """The SQLite file of the embedded mode in `data_dir`, brought to the current schema: a
     source may be created before the first `polku dev`. No lock is taken: a running `polku dev`
     keeps the directory locked, and SQLite lets this one short write wait for its turn."""

@@ -181,6 +181,7 @@ class Stager:
         metrics.EVENTS.labels("duplicate").inc(result.duplicates)
         metrics.EVENTS.labels("dead_letter").inc(len(result.dead_letters))
         metrics.EVENTS.labels("forwarded").inc(result.forwarded)
+        metrics.EVENTS.labels("suppressed").inc(result.suppressed)
         for dead in result.dead_letters:
             metrics.DEAD_LETTERS.labels(dead.reason).inc()
             log.warning("dead-lettered offset %d of partition %d: %s", dead.offset,

@@ -4,7 +4,8 @@ from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS = Counter(
     "polku_stager_events_total", "Touchpoints consumed, by outcome", ["outcome"]
-)  # outcome: applied | duplicate | dead_letter | forwarded (sent with an id merged into another)
+)  # outcome: applied | duplicate | dead_letter | forwarded (sent with an id merged into
+#   another) | suppressed (an erased person's)
 IDENTITY_LINKS = Counter(
     "polku_stager_identity_links_total", "Touchpoints linking two ids, by what became of the link",
     ["outcome"],

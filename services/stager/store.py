@@ -46,6 +46,7 @@ from services.stager.processing import (
 )
 from services.stager.storage import StagerStorage, storage_for
 from services.stager.storage.base import JournalEntry
+from services.stager.suppression import drop_suppressed
 from shared import wire
 from shared.db.read_model import state_row, transition_row
 from shared.db.tables import (
@@ -64,6 +65,7 @@ class BatchResult:
     applied: int = 0
     duplicates: int = 0
     skipped: int = 0  # already applied by an earlier owner of the partition
+    suppressed: int = 0  # touchpoints of erased people, dropped
     dead_letters: list[DeadLetter] = field(default_factory=list)
     changes: Changes = field(default_factory=Changes)
     next_offset: int | None = None
@@ -177,6 +179,8 @@ async def apply_batch(
             result.next_offset = stored
             return result
         touchpoints, values, result.dead_letters = parse(fresh_records)
+        # Erased people's events go nowhere (docs/privacy.md).
+        touchpoints, result.suppressed = await drop_suppressed(conn, touchpoints)
         if touchpoints:
             result.latest_event_at = max(tp.timestamp for tp in touchpoints)
         for part in _up_to_each_link(touchpoints):

@@ -57,8 +57,10 @@ def sqlite_engine(url: str) -> AsyncEngine:
     @event.listens_for(engine.sync_engine, "connect")
     def _pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
+        # secure_delete: a deleted row is overwritten with zeros, not left in the file's free
+        # space, where an erased person (docs/privacy.md) could be read back from the bytes.
         for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON",
-                       "busy_timeout=10000"):
+                       "busy_timeout=10000", "secure_delete=ON"):
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
 

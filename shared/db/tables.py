@@ -164,6 +164,40 @@ identity_conflicts = sa.Table(
     sa.Index("ix_identity_conflicts_other", "other"),
 )
 
+# --- privacy (migration 0006): erasure, suppression (docs/privacy.md) ---
+
+# One row, created by the migration: the key of the HMAC-SHA256 every stored id hash is made
+# with. Random per installation, so a hash found in one Polku says nothing in another, and a
+# list of guessed ids cannot be hashed without reading this table.
+privacy_salt = sa.Table(
+    "privacy_salt",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),  # always 1
+    sa.Column("salt", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False, server_default=sa.func.now()),
+)
+
+# Ids whose events are dropped (ingest, stager, actions): hashes only, never the id.
+suppressions = sa.Table(
+    "suppressions",
+    metadata,
+    sa.Column("id_hash", sa.String(64), primary_key=True),
+    sa.Column("suppressed_at", Timestamp, nullable=False),
+    sa.Column("receipt_id", sa.String(40), nullable=True),  # the erasure that added it
+)
+
+# What each erasure removed, as proof without personal data: hashed ids and counts.
+erasure_receipts = sa.Table(
+    "erasure_receipts",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("erased_at", Timestamp, nullable=False),
+    sa.Column("id_hashes", Json, nullable=False),  # every id of the person, hashed
+    sa.Column("removed", Json, nullable=False),  # rows removed (or blanked) per store
+    # When the last copy Kafka may hold expires (null in the embedded mode: no broker).
+    sa.Column("kafka_expires_at", Timestamp, nullable=True),
+)
+
 # --- actions worker (migration 0003) ---
 
 # One row per webhook URL a journey names; the id (ep_ + hash of the URL) labels metrics.
@@ -195,7 +229,7 @@ webhook_deliveries = sa.Table(
     sa.Column("secret_env", sa.String(200), nullable=True),
     sa.Column("secret_file", sa.Text, nullable=True),
     sa.Column("headers", Json, nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),  # pending | delivered | failed
+    sa.Column("status", sa.String(16), nullable=False),  # pending|delivered|failed|cancelled
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("next_attempt_at", Timestamp, nullable=False),
     # A worker's claim: another worker may take the delivery once the lease has run out.

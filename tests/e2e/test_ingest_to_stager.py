@@ -31,7 +31,8 @@ READ_TOKEN = "read-" + uuid.uuid4().hex
 def ingest(topic_names: KafkaSettings, database_settings: DatabaseSettings
            ) -> Iterator[ServiceProcess]:
     env = service_env(topic_names, database_settings, POLKU_JOURNEYS_DIR=str(JOURNEYS),
-                      POLKU_INGEST_READ_TOKEN=READ_TOKEN)
+                      POLKU_INGEST_READ_TOKEN=READ_TOKEN,
+                      POLKU_INGEST_ADMIN_TOKEN="privacy-" + uuid.uuid4().hex)
     process = ServiceProcess("ingest", env).start()
     try:
         process.wait_status("/readyz", 200, timeout_s=60)

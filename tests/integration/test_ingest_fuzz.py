@@ -36,10 +36,11 @@ from services.ingest.sources import create_source
 from shared.settings import DatabaseSettings, KafkaSettings
 from tests.ingest_app import JOURNEYS, basic, delete_topics, ingest_app, published, serving
 
-# The tracking API only: the read API (GET) is covered against real data in tests/e2e. The
+# The tracking API only: the read API is covered against real data in tests/e2e, the privacy
+# API (which would erase what the fuzzer sends) in tests/integration/test_privacy_api.py. The
 # document does not depend on settings, so it is read from an app that is never started.
 schema = schemathesis.openapi.from_dict(create_app(journeys_dir=JOURNEYS).openapi()).include(
-    method="POST"
+    method="POST", tag="tracking"
 )
 schema.config.generation.update(modes=list(GenerationMode), max_examples=30)
 ROUTES = ["track", "identify", "page", "screen", "group", "alias", "batch"]

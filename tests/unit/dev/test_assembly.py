@@ -47,7 +47,8 @@ async def embedded(tmp_path: Path, collector: None) -> AsyncIterator[FastAPI]:
     app = create_app(
         DevSettings(data_dir=tmp_path / "dev"), demo_secret=SECRET, environ={},
         journeys_dir=JOURNEYS,
-        ingest=IngestSettings(read_token="read-token-0123456789"),
+        ingest=IngestSettings(read_token="read-token-0123456789",
+                              admin_token="privacy-token-0123456789"),
         actions=ActionsSettings(admin_token="admin-token-0123456789"),
     )
     async with app.router.lifespan_context(app):
@@ -67,5 +68,11 @@ async def test_each_api_of_the_embedded_process_demands_its_own_token(
         assert (await http.get("/v1/journeys", headers=admin)).status_code == 401
         assert (await http.get("/v1/deliveries", headers=admin)).status_code == 200
         assert (await http.get("/v1/deliveries", headers=read)).status_code == 401
+        privacy = bearer("privacy-token-0123456789")
+        for other in (read, admin, {}):
+            assert (await http.get("/v1/erasures/er_x", headers=other)).status_code == 401
+            assert (await http.delete("/v1/contacts/c-1", headers=other)).status_code == 401
+        assert (await http.get("/v1/erasures/er_x", headers=privacy)).status_code == 404
+        assert (await http.get("/v1/deliveries", headers=privacy)).status_code == 401
         assert (await http.get("/readyz")).status_code == 200
     assert DEMO_SECRET_ENV not in os.environ
