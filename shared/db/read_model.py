@@ -18,6 +18,7 @@ links, and the links the stager refused (`identity_conflicts`) that touch any of
 from __future__ import annotations
 
 import heapq
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -111,7 +112,17 @@ def transition_row(transition: Transition, seq: int, from_seconds: float | None 
         "from_seconds": from_seconds,
         "contact_entered_at": contact.journey_entered_at if contact is not None else None,
         "first_channel": first_channel(contact) if contact is not None else None,
+        "sample": sample_of(transition.transition_id),
     }
+
+
+SAMPLES = 64
+
+
+def sample_of(transition_id: str) -> int:
+    """The transition's sample bucket, 0 to SAMPLES - 1: a stable hash of its id, so each
+    bucket holds an unbiased share of every stage's visits (docs/analytics.md)."""
+    return zlib.crc32(transition_id.encode()) % SAMPLES
 
 
 _HISTORY = (

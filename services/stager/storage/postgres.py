@@ -58,7 +58,7 @@ _UPSERT_STATES = sa.text("""
 _INSERT_TRANSITIONS = sa.text("""
     insert into transitions (transition_id, journey_id, journey_version, contact, from_stage,
                              to_stage, at, cause, rule_id, reason, seq, from_seconds,
-                             contact_entered_at, first_channel)
+                             contact_entered_at, first_channel, sample)
     select * from unnest(CAST(:transition_ids AS text[]), CAST(:journey_ids AS text[]),
                          CAST(:journey_versions AS int[]), CAST(:contacts AS text[]),
                          CAST(:from_stages AS text[]), CAST(:to_stages AS text[]),
@@ -66,7 +66,7 @@ _INSERT_TRANSITIONS = sa.text("""
                          CAST(:rule_ids AS text[]), CAST(:reasons AS text[]),
                          CAST(:seqs AS int[]), CAST(:from_secondss AS float8[]),
                          CAST(:contact_entered_ats AS timestamptz[]),
-                         CAST(:first_channels AS text[]))
+                         CAST(:first_channels AS text[]), CAST(:samples AS smallint[]))
 """)
 _INSERT_OUTBOX = sa.text("""
     insert into outbox (partition, topic, key, payload)
@@ -79,7 +79,7 @@ _STATE_COLUMNS = ("journey_id", "contact", "journey_version", "stage", "stage_en
                   "in_order")
 _TRANSITION_COLUMNS = ("transition_id", "journey_id", "journey_version", "contact", "from_stage",
                        "to_stage", "at", "cause", "rule_id", "reason", "seq", "from_seconds",
-                       "contact_entered_at", "first_channel")
+                       "contact_entered_at", "first_channel", "sample")
 
 
 def _columns(rows: Sequence[Mapping[str, object]], names: Iterable[str]) -> dict[str, list[object]]:

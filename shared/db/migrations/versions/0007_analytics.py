@@ -3,8 +3,9 @@
 `contact_states` gains the contact's journey entry time (its cohort), first-touch channel, the
 stages it has reached (a bit per stage, in the journey's order) and how many of the journey's
 stages it reached in order; `transitions` gains the seconds the contact spent in the stage it
-left, and the cohort and channel of its contact (null once that id is merged into another, so it
-is counted once). Each comes with an index the analytics queries read without the wide rows.
+left, the cohort and channel of its contact (null once that id is merged into another, so it is
+counted once) and a pseudo-random sample bucket (0-63) for reading a fixed share of the visits.
+Each comes with an index the analytics queries read without the wide rows.
 See docs/analytics.md. Rows written before this revision are counted from their next write.
 
 Revision ID: 0007
@@ -37,14 +38,20 @@ def upgrade() -> None:
     op.add_column("transitions", sa.Column("from_seconds", sa.Float, nullable=True))
     op.add_column("transitions", sa.Column("contact_entered_at", Timestamp, nullable=True))
     op.add_column("transitions", sa.Column("first_channel", sa.String(100), nullable=True))
+    op.add_column("transitions", sa.Column("sample", sa.SmallInteger, nullable=False,
+                                           server_default="0"))
     op.create_index("ix_transitions_cohort", "transitions",
                     ["journey_id", "contact_entered_at"],
-                    postgresql_include=["from_stage", "to_stage", "from_seconds",
-                                        "first_channel"])
+                    postgresql_include=["from_stage", "to_stage"])
+    op.create_index("ix_transitions_sample", "transitions",
+                    ["journey_id", "sample", "contact_entered_at"],
+                    postgresql_include=["from_stage", "from_seconds", "first_channel"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_transitions_sample", "transitions")
     op.drop_index("ix_transitions_cohort", "transitions")
+    op.drop_column("transitions", "sample")
     op.drop_column("transitions", "first_channel")
     op.drop_column("transitions", "contact_entered_at")
     op.drop_column("transitions", "from_seconds")
