@@ -201,7 +201,7 @@ def _period_out(period: Period) -> PeriodOut:
 
 From = Annotated[str | None, Query(alias="from", description="ISO 8601 with a time zone; "
                                    "default: 30 days before `to`")]
-To = Annotated[str | None, Query(description="ISO 8601 with a time zone, exclusive; "
+To = Annotated[str | None, Query(alias="to", description="ISO 8601 with a time zone, exclusive; "
                                  "default: now")]
 
 # --- routes ---
@@ -345,7 +345,8 @@ def _after(cursor: str | None) -> str | None:
     if cursor is None:
         return None
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        return base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_",
+                                validate=True).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise _invalid("cursor", "not a cursor this API gave") from None
 
