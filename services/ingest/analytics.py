@@ -237,14 +237,17 @@ async def population(engine: AsyncEngine, journey: Journey, period: Period, step
             .group_by(c.stage))}
         bucket = sa.case((t.at >= period.end, last),
                          else_=_steps_since(conn, t.at, ends[0], step)).label("bucket")
-        counted = (t.journey_id == journey.id, t.at >= ends[0],
+        moves = await conn.execute(
+            sa.select(t.from_stage, t.to_stage, bucket, sa.func.count())
+            .where(t.journey_id == journey.id, t.at >= ends[0],
                    t.contact_entered_at.is_not(None))
-        for column, sign in ((t.to_stage, 1), (t.from_stage, -1)):
-            for stage, index, n in await conn.execute(
-                sa.select(column, bucket, sa.func.count())
-                .where(*counted, column.is_not(None)).group_by(column, bucket)
-            ):
-                later[stage][min(int(index), last)] += sign * int(n)
+            .group_by(t.from_stage, t.to_stage, bucket)
+        )
+        for from_stage, to_stage, index, n in moves:
+            k = min(int(index), last)
+            later[to_stage][k] += int(n)
+            if from_stage is not None:
+                later[from_stage][k] -= int(n)
     series: dict[str, list[tuple[datetime, int]]] = {}
     others = sorted((now.keys() | later.keys()) - set(journey.stage_ids))
     for stage in (*journey.stage_ids, *others):

@@ -40,6 +40,10 @@ def upgrade() -> None:
     op.add_column("transitions", sa.Column("first_channel", sa.String(100), nullable=True))
     op.add_column("transitions", sa.Column("sample", sa.SmallInteger, nullable=False,
                                            server_default="0"))
+    # Rebuilt to include what the population over time reads (PostgreSQL; SQLite ignores it).
+    op.drop_index("ix_transitions_journey_at", "transitions")
+    op.create_index("ix_transitions_journey_at", "transitions", ["journey_id", "at"],
+                    postgresql_include=["from_stage", "to_stage", "contact_entered_at"])
     op.create_index("ix_transitions_cohort", "transitions",
                     ["journey_id", "contact_entered_at"],
                     postgresql_include=["from_stage", "to_stage"])
@@ -51,6 +55,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_transitions_sample", "transitions")
     op.drop_index("ix_transitions_cohort", "transitions")
+    op.drop_index("ix_transitions_journey_at", "transitions")
+    op.create_index("ix_transitions_journey_at", "transitions", ["journey_id", "at"])
     op.drop_column("transitions", "sample")
     op.drop_column("transitions", "first_channel")
     op.drop_column("transitions", "contact_entered_at")
