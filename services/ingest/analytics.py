@@ -221,6 +221,7 @@ async def population(engine: AsyncEngine, journey: Journey, period: Period, step
 
     Today's contacts per stage, minus the moves made at or after each point: every counted
     contact's transitions lead to the stage its state row holds, so the two agree at any time.
+    A contact counts when its entry is known, which its transitions repeat (docs/analytics.md).
     """
     ends = points(period, step)
     c, t = contact_states.c, transitions.c
@@ -233,7 +234,8 @@ async def population(engine: AsyncEngine, journey: Journey, period: Period, step
             await conn.execution_options(isolation_level="REPEATABLE READ")
         now = {stage: int(n) for stage, n in await conn.execute(
             sa.select(c.stage, sa.func.count())
-            .where(c.journey_id == journey.id, c.stage.is_not(None))
+            .where(c.journey_id == journey.id, c.stage.is_not(None),
+                   c.journey_entered_at.is_not(None))
             .group_by(c.stage))}
         bucket = sa.case((t.at >= period.end, last),
                          else_=_steps_since(conn, t.at, ends[0], step)).label("bucket")
