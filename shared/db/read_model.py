@@ -49,7 +49,9 @@ def progress(reached: Sequence[str], stages: Sequence[str]) -> tuple[int, int]:
     given the journey's stages in order: a bit per stage reached (bit i: the i-th stage), and
     how many stages from the first it reached in order, each first reached after the one
     before it (docs/analytics.md, "in order")."""
-    first = {stage: i for i, stage in enumerate(reached)}
+    first: dict[str, int] = {}
+    for i, stage in enumerate(reached):
+        first.setdefault(stage, i)
     mask = 0
     for bit, stage in enumerate(stages[:REACHED_BITS]):
         if stage in first:
