@@ -266,8 +266,10 @@ def _steps_since(conn: AsyncConnection, at: sa.ColumnElement[Any], first: dateti
                  step: timedelta) -> sa.ColumnElement[Any]:
     """Whole `step`s from `first` to `at` (at ≥ first)."""
     if conn.dialect.name == "postgresql":
-        seconds = sa.func.extract("epoch", at - sa.cast(sa.literal(first, Timestamp),
-                                                         Timestamp))
+        # date_part gives a double (extract a numeric, computed twice as slowly); exact for the
+        # microseconds of any span of this century.
+        seconds = sa.func.date_part("epoch", at - sa.cast(sa.literal(first, Timestamp),
+                                                           Timestamp))
         return sa.cast(sa.func.floor(seconds / step.total_seconds()), sa.Integer)
     # SQLite keeps UTC text: julianday() counts days (as a double: exact to well under a
     # millisecond at today's dates, so a move on a point's very instant falls after it).
