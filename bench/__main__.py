@@ -5,7 +5,8 @@ from __future__ import annotations
 import runpy
 import sys
 
-BENCHMARKS = ("bench.ingest", "bench.stager", "bench.actions", "bench.pipeline", "bench.embedded")
+BENCHMARKS = ("bench.ingest", "bench.stager", "bench.actions", "bench.pipeline", "bench.embedded",
+              "bench.funnel")
 
 if __name__ == "__main__":
     for name in BENCHMARKS:

@@ -21,7 +21,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.ingest import metrics, privacy_api, read_api, routes
+from services.ingest import analytics_api, metrics, privacy_api, read_api, routes
 from services.ingest.errors import IngestError
 from services.ingest.intake import Intake
 from services.ingest.privacy_api import PrivacyApi
@@ -106,10 +106,11 @@ def create_app(
 
 
 def add_api_routes(app: FastAPI) -> None:
-    """The Segment-compatible API, the read API and the privacy API, with their error answers
-    and metrics. Both modes mount these: `attach` gives them what they serve from."""
+    """The Segment-compatible API, the read and analytics APIs and the privacy API, with their
+    error answers and metrics. Both modes mount these: `attach` gives them what they serve from."""
     app.include_router(routes.router)
     app.include_router(read_api.router)
+    app.include_router(analytics_api.router)
     app.include_router(privacy_api.router)
     app.add_exception_handler(IngestError, refused)  # type: ignore[arg-type]
     app.add_middleware(metrics.RequestMetrics)

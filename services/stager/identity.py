@@ -12,8 +12,8 @@ call like any touchpoint, then merges, in the same database transaction as the b
    partition's batches, which lock the same row, so none can land half-way through the merge.
 3. Recompute the contact in every journey from both histories (shared.journey.merge) and
    write it: one transition per real stage change, cause `merge`; the alias's states deleted
-   (its transitions stay, as history); its journal rows become the contact's; the link stored;
-   a `contact.merged` record queued for the transitions topic.
+   (its transitions stay, as history, no longer counted by analytics); its journal rows become
+   the contact's; the link stored; a `contact.merged` record queued for the transitions topic.
 
 From then on every batch resolves its contacts through `contact_links` first (`aliases`), so a
 touchpoint sent with the alias, late or already in flight, is forwarded to the contact's
@@ -42,6 +42,7 @@ from shared.db.tables import (
     contact_states,
     identity_conflicts,
     processed_messages,
+    transitions,
 )
 from shared.journey import (
     ContactState,
@@ -164,6 +165,10 @@ async def merge_link(
             changes.record(key, before, step)
 
     await conn.execute(sa.delete(contact_states).where(contact_states.c.contact == link.alias))
+    # Its transitions stay as history, out of the analytics: the person counts as the contact,
+    # whose rows the merge's changes restamp with its (maybe earlier) cohort and first touch.
+    await conn.execute(sa.update(transitions).where(transitions.c.contact == link.alias)
+                       .values(contact_entered_at=None, first_channel=None))
     # The alias's journal becomes the contact's: its redelivered messages stay duplicates.
     theirs_only = ~processed_messages.c.message_id.in_(
         sa.select(processed_messages.c.message_id)

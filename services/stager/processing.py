@@ -86,6 +86,11 @@ class Changes:
     transitions: list[tuple[Transition, int]] = field(default_factory=list)  # with sequence
     # (journey, stage, seconds spent) for each stage a contact left, for the histogram.
     stage_durations: list[tuple[str, str, float]] = field(default_factory=list)
+    # The same seconds by transition id, stored on the transition (docs/analytics.md).
+    from_seconds: dict[str, float] = field(default_factory=dict)
+    # Contacts whose journey entry or first-touch channel changed (a merge, a late touchpoint
+    # older than their first): their earlier transitions repeat them, so they are rewritten.
+    restamped: set[StateKey] = field(default_factory=set)
     # The contact's state right after the step that made each transition (by transition id):
     # its record carries the traits and touches of that moment, not of the batch's end.
     state_after: dict[str, ContactState | None] = field(default_factory=dict)
@@ -95,6 +100,8 @@ class Changes:
         self.states.update(other.states)
         self.transitions.extend(other.transitions)
         self.stage_durations.extend(other.stage_durations)
+        self.from_seconds.update(other.from_seconds)
+        self.restamped |= other.restamped
         self.state_after.update(other.state_after)
 
     def record(self, key: StateKey, before: ContactState | None, step: Step) -> None:
@@ -105,11 +112,20 @@ class Changes:
             self.transitions.append((transition, base + i))
             self.state_after[transition.transition_id] = step.state
             if transition.from_stage is not None and entered_at is not None:
-                self.stage_durations.append(
-                    (transition.journey_id, transition.from_stage,
-                     (transition.at - entered_at).total_seconds())
-                )
+                seconds = (transition.at - entered_at).total_seconds()
+                self.stage_durations.append((transition.journey_id, transition.from_stage,
+                                             seconds))
+                self.from_seconds[transition.transition_id] = seconds
             entered_at = transition.at
+        after = step.state
+        if (before is not None and before.stage is not None and after is not None
+                and (before.journey_entered_at != after.journey_entered_at
+                     or _channel(before) != _channel(after))):
+            self.restamped.add(key)
+
+
+def _channel(state: ContactState) -> str | None:
+    return state.first_touch.channel if state.first_touch is not None else None
 
 
 def apply_touchpoints(

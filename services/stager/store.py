@@ -48,11 +48,12 @@ from services.stager.storage import StagerStorage, storage_for
 from services.stager.storage.base import JournalEntry
 from services.stager.suppression import drop_suppressed
 from shared import wire
-from shared.db.read_model import state_row, transition_row
+from shared.db.read_model import first_channel, state_row, transition_row
 from shared.db.tables import (
     contact_states,
     outbox,
     processed_messages,
+    transitions,
 )
 from shared.journey import ContactState, Journey, Touchpoint
 from shared.wire import Topics
@@ -121,15 +122,19 @@ async def _persist(
     events: Mapping[str, str | None],
     topics: Topics,
 ) -> None:
-    states = [state_row(step.state, step.next_deadline)
-              for step in changes.states.values() if step.state is not None]
+    states = [state_row(step.state, step.next_deadline, _stages(journeys, key[0]))
+              for key, step in changes.states.items() if step.state is not None]
     if states:
         await storage.upsert_states(conn, partition, states)
+    if changes.restamped:
+        await _restamp(conn, changes)
     if not changes.transitions:
         return
-    await storage.insert_transitions(
-        conn, [transition_row(t, seq) for t, seq in changes.transitions]
-    )
+    await storage.insert_transitions(conn, [
+        transition_row(t, seq, changes.from_seconds.get(t.transition_id),
+                       changes.states[(t.journey_id, t.contact)].state)
+        for t, seq in changes.transitions
+    ])
     await storage.insert_outbox(conn, partition, topics.transitions, [
         {
             "key": t.contact.encode(),
@@ -145,6 +150,30 @@ async def _persist(
         }
         for t, _ in changes.transitions
     ])
+
+
+def _stages(journeys: Mapping[str, Journey], journey_id: str) -> tuple[str, ...]:
+    journey = journeys.get(journey_id)
+    return journey.stage_ids if journey is not None else ()
+
+
+async def _restamp(conn: AsyncConnection, changes: Changes) -> None:
+    """Give the earlier transitions of contacts whose journey entry or first-touch channel
+    changed the new ones, as their state row has them (rare: merges, very late touchpoints)."""
+    rows = []
+    for journey_id, contact in changes.restamped:
+        state = changes.states[(journey_id, contact)].state
+        assert state is not None
+        rows.append({"j": journey_id, "c": contact, "entered": state.journey_entered_at,
+                     "channel": first_channel(state)})
+    await conn.execute(
+        sa.update(transitions)
+        .where(transitions.c.journey_id == sa.bindparam("j"),
+               transitions.c.contact == sa.bindparam("c"))
+        .values(contact_entered_at=sa.bindparam("entered"),
+                first_channel=sa.bindparam("channel")),
+        rows,
+    )
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ links, and the links the stager refused (`identity_conflicts`) that touch any of
 from __future__ import annotations
 
 import heapq
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -39,12 +40,45 @@ class ContactJourney:
     history: tuple[Transition, ...]
 
 
-def state_row(state: ContactState, timer_due_at: datetime | None) -> dict[str, object]:
-    """The `contact_states` row of `state` (without `partition`, which the writer adds).
+# Stages beyond this many have no bit in `contact_states.reached` (a BIGINT).
+REACHED_BITS = 63
+
+
+def progress(reached: Sequence[str], stages: Sequence[str]) -> tuple[int, int]:
+    """The funnel's view of the stages a contact reached (in the order it first reached them),
+    given the journey's stages in order: a bit per stage reached (bit i: the i-th stage), and
+    how many stages from the first it reached in order, each first reached after the one
+    before it (docs/analytics.md, "in order")."""
+    first: dict[str, int] = {}
+    for i, stage in enumerate(reached):
+        first.setdefault(stage, i)
+    mask = 0
+    for bit, stage in enumerate(stages[:REACHED_BITS]):
+        if stage in first:
+            mask |= 1 << bit
+    in_order, last = 0, -1
+    for stage in stages:
+        position = first.get(stage)
+        if position is None or position < last:
+            break
+        in_order, last = in_order + 1, position
+    return mask, in_order
+
+
+def first_channel(state: ContactState) -> str | None:
+    return state.first_touch.channel if state.first_touch is not None else None
+
+
+def state_row(state: ContactState, timer_due_at: datetime | None,
+              stages: Sequence[str] = ()) -> dict[str, object]:
+    """The `contact_states` row of `state` (without `partition`, which the writer adds), for
+    a journey whose stages are `stages`, in order.
 
     `stage` and `stage_entered_at` are copied out of the JSON into columns for the stage gauges
-    and ad-hoc queries; `timer_due_at` is indexed for the stager's timer sweep.
+    and ad-hoc queries; `timer_due_at` is indexed for the stager's timer sweep; the analytics
+    columns (the cohort, the first-touch channel, `progress`) are what the funnel counts.
     """
+    reached, in_order = progress(state.reached, stages)
     return {
         "journey_id": state.journey_id,
         "contact": state.contact,
@@ -53,11 +87,18 @@ def state_row(state: ContactState, timer_due_at: datetime | None) -> dict[str, o
         "stage_entered_at": state.stage_entered_at,
         "state": state.to_stored(),
         "timer_due_at": timer_due_at,
+        "journey_entered_at": state.journey_entered_at,
+        "first_channel": first_channel(state),
+        "reached": reached,
+        "in_order": in_order,
     }
 
 
-def transition_row(transition: Transition, seq: int) -> dict[str, object]:
-    """The `transitions` row of `transition`, the contact's `seq`-th in its journey."""
+def transition_row(transition: Transition, seq: int, from_seconds: float | None = None,
+                   contact: ContactState | None = None) -> dict[str, object]:
+    """The `transitions` row of `transition`, the contact's `seq`-th in its journey, that
+    ended a stay of `from_seconds` in its `from_stage`; `contact` is the contact's state as it
+    is written with it, whose cohort and first-touch channel the row repeats."""
     return {
         "transition_id": transition.transition_id,
         "journey_id": transition.journey_id,
@@ -70,7 +111,20 @@ def transition_row(transition: Transition, seq: int) -> dict[str, object]:
         "rule_id": transition.rule_id,
         "reason": transition.reason,
         "seq": seq,
+        "from_seconds": from_seconds,
+        "contact_entered_at": contact.journey_entered_at if contact is not None else None,
+        "first_channel": first_channel(contact) if contact is not None else None,
+        "sample": sample_of(transition.transition_id),
     }
+
+
+SAMPLES = 64
+
+
+def sample_of(transition_id: str) -> int:
+    """The transition's sample bucket, 0 to SAMPLES - 1: a stable hash of its id, so each
+    bucket holds an unbiased share of every stage's visits (docs/analytics.md)."""
+    return zlib.crc32(transition_id.encode()) % SAMPLES
 
 
 _HISTORY = (

@@ -93,7 +93,18 @@ contact_states = sa.Table(
     sa.Column("timer_due_at", Timestamp, nullable=True),
     sa.Column("partition", sa.Integer, nullable=False),
     sa.Column("updated_at", Timestamp, nullable=False, server_default=sa.func.now()),
+    # --- analytics (migration 0007, docs/analytics.md): derived from `state` when it is written
+    # When the contact entered the journey (its cohort), and its first-touch channel.
+    sa.Column("journey_entered_at", Timestamp, nullable=True),
+    sa.Column("first_channel", sa.String(100), nullable=True),
+    # Bit i: the contact has reached the journey's i-th stage (any order; the first 63 stages).
+    sa.Column("reached", sa.BigInteger, nullable=False, server_default="0"),
+    # How many of the journey's stages, from the first, the contact first reached in order.
+    sa.Column("in_order", sa.SmallInteger, nullable=False, server_default="0"),
     sa.Index("ix_contact_states_timer", "partition", "timer_due_at"),
+    sa.Index("ix_contact_states_cohort", "journey_id", "journey_entered_at",
+             postgresql_include=["stage", "reached", "in_order", "first_channel"]),
+    sa.Index("ix_contact_states_stage", "journey_id", "stage", "contact"),
 )
 
 transitions = sa.Table(
@@ -111,8 +122,24 @@ transitions = sa.Table(
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("seq", sa.Integer, nullable=False),
     sa.Column("recorded_at", Timestamp, nullable=False, server_default=sa.func.now()),
+    # --- analytics (migration 0007, docs/analytics.md)
+    # Seconds the contact spent in `from_stage`: the stage visit this move ended.
+    sa.Column("from_seconds", sa.Float, nullable=True),
+    # The contact's cohort and first-touch channel, as on its contact_states row; null once
+    # the contact is an id merged into another (its moves stay history, counted no more).
+    sa.Column("contact_entered_at", Timestamp, nullable=True),
+    sa.Column("first_channel", sa.String(100), nullable=True),
+    # 0-63 from the transition id (`sample_of`): the funnel's time in stage reads a fixed share
+    # of the visits when a period has too many to read all of them within a second.
+    sa.Column("sample", sa.SmallInteger, nullable=False, server_default="0"),
     sa.Index("ix_transitions_contact", "contact", "journey_id", "seq"),
-    sa.Index("ix_transitions_journey_at", "journey_id", "at"),
+    # The moves of a journey in time: the population over time reads them from the index alone.
+    sa.Index("ix_transitions_journey_at", "journey_id", "at",
+             postgresql_include=["from_stage", "to_stage", "contact_entered_at"]),
+    sa.Index("ix_transitions_cohort", "journey_id", "contact_entered_at",
+             postgresql_include=["from_stage", "to_stage"]),
+    sa.Index("ix_transitions_sample", "journey_id", "sample", "contact_entered_at",
+             postgresql_include=["from_stage", "from_seconds", "first_channel"]),
 )
 
 # Transitions waiting to be published to Kafka, written in the same transaction as the state.

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.kafka import durable_producer, ensure_topics
 from shared.settings import KafkaSettings
+from tests.unit.test_schema import differences
 
 
 async def test_read_committed_consumer_sees_only_committed_transactions(
@@ -65,3 +66,9 @@ async def test_database_is_postgresql_with_the_schema_migrated(engine: AsyncEngi
         )
     assert int(version) >= 140000
     assert {"contact_states", "transitions", "outbox", "consumer_offsets", "sources"} <= tables
+
+
+async def test_the_migrated_postgresql_schema_is_the_declared_one(engine: AsyncEngine) -> None:
+    # log_records is the embedded log's, created on SQLite only (migration 0004).
+    assert [d for d in await differences(engine)
+            if not (d[0] == "add_table" and d[1].name == "log_records")] == []

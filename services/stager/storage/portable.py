@@ -24,7 +24,8 @@ from shared.db.tables import (
 )
 
 # What an upsert replaces of an existing state row (all but the key), besides `updated_at`.
-_REPLACED = ("journey_version", "stage", "stage_entered_at", "state", "timer_due_at", "partition")
+_REPLACED = ("journey_version", "stage", "stage_entered_at", "state", "timer_due_at", "partition",
+             "journey_entered_at", "first_channel", "reached", "in_order")
 
 
 class PortableStorage(StagerStorage):

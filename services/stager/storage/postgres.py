@@ -34,29 +34,39 @@ _LOAD = sa.text("""
 """)
 _UPSERT_STATES = sa.text("""
     insert into contact_states (journey_id, contact, journey_version, stage, stage_entered_at,
-                                state, timer_due_at, partition, updated_at)
+                                state, timer_due_at, journey_entered_at, first_channel, reached,
+                                in_order, partition, updated_at)
     select journey_id, contact, journey_version, stage, stage_entered_at,
-           CAST(state AS jsonb), timer_due_at, :partition, now()
+           CAST(state AS jsonb), timer_due_at, journey_entered_at, first_channel, reached,
+           in_order, :partition, now()
     from unnest(CAST(:journey_ids AS text[]), CAST(:contacts AS text[]),
                 CAST(:journey_versions AS int[]), CAST(:stages AS text[]),
                 CAST(:stage_entered_ats AS timestamptz[]), CAST(:states AS text[]),
-                CAST(:timer_due_ats AS timestamptz[]))
-         AS t(journey_id, contact, journey_version, stage, stage_entered_at, state, timer_due_at)
+                CAST(:timer_due_ats AS timestamptz[]),
+                CAST(:journey_entered_ats AS timestamptz[]), CAST(:first_channels AS text[]),
+                CAST(:reacheds AS bigint[]), CAST(:in_orders AS smallint[]))
+         AS t(journey_id, contact, journey_version, stage, stage_entered_at, state, timer_due_at,
+              journey_entered_at, first_channel, reached, in_order)
     on conflict (journey_id, contact) do update set
         journey_version = excluded.journey_version, stage = excluded.stage,
         stage_entered_at = excluded.stage_entered_at, state = excluded.state,
-        timer_due_at = excluded.timer_due_at, partition = excluded.partition,
+        timer_due_at = excluded.timer_due_at, journey_entered_at = excluded.journey_entered_at,
+        first_channel = excluded.first_channel, reached = excluded.reached,
+        in_order = excluded.in_order, partition = excluded.partition,
         updated_at = excluded.updated_at
 """)
 _INSERT_TRANSITIONS = sa.text("""
     insert into transitions (transition_id, journey_id, journey_version, contact, from_stage,
-                             to_stage, at, cause, rule_id, reason, seq)
+                             to_stage, at, cause, rule_id, reason, seq, from_seconds,
+                             contact_entered_at, first_channel, sample)
     select * from unnest(CAST(:transition_ids AS text[]), CAST(:journey_ids AS text[]),
                          CAST(:journey_versions AS int[]), CAST(:contacts AS text[]),
                          CAST(:from_stages AS text[]), CAST(:to_stages AS text[]),
                          CAST(:ats AS timestamptz[]), CAST(:causes AS text[]),
                          CAST(:rule_ids AS text[]), CAST(:reasons AS text[]),
-                         CAST(:seqs AS int[]))
+                         CAST(:seqs AS int[]), CAST(:from_secondss AS float8[]),
+                         CAST(:contact_entered_ats AS timestamptz[]),
+                         CAST(:first_channels AS text[]), CAST(:samples AS smallint[]))
 """)
 _INSERT_OUTBOX = sa.text("""
     insert into outbox (partition, topic, key, payload)
@@ -65,7 +75,11 @@ _INSERT_OUTBOX = sa.text("""
 """)
 
 _STATE_COLUMNS = ("journey_id", "contact", "journey_version", "stage", "stage_entered_at",
-                  "state", "timer_due_at")
+                  "state", "timer_due_at", "journey_entered_at", "first_channel", "reached",
+                  "in_order")
+_TRANSITION_COLUMNS = ("transition_id", "journey_id", "journey_version", "contact", "from_stage",
+                       "to_stage", "at", "cause", "rule_id", "reason", "seq", "from_seconds",
+                       "contact_entered_at", "first_channel", "sample")
 
 
 def _columns(rows: Sequence[Mapping[str, object]], names: Iterable[str]) -> dict[str, list[object]]:
@@ -106,7 +120,7 @@ class PostgresStorage(StagerStorage):
     async def insert_transitions(
         self, conn: AsyncConnection, rows: list[dict[str, object]]
     ) -> None:
-        await conn.execute(_INSERT_TRANSITIONS, _columns(rows, rows[0].keys()))
+        await conn.execute(_INSERT_TRANSITIONS, _columns(rows, _TRANSITION_COLUMNS))
 
     async def insert_outbox(
         self, conn: AsyncConnection, partition: int, topic: str, rows: list[dict[str, bytes]]

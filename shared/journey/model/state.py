@@ -53,6 +53,10 @@ class ContactState:
     # merge compares it with the contact's journal: equal means the journal still holds the
     # whole history, so it can be replayed (docs/identity.md).
     observed: int = 0
+    # When the contact entered the journey, and each stage it has reached, in the order it first
+    # reached them: what the funnel counts (docs/analytics.md). Set by the engine's moves.
+    journey_entered_at: datetime | None = None
+    reached: tuple[str, ...] = ()
 
     def evolve(self, **changes: Any) -> ContactState:
         """A copy with `changes` applied: `dataclasses.replace`, about four times faster.
@@ -90,6 +94,8 @@ class ContactState:
             "seen": list(self.seen),
             "sequence": self.sequence,
             "observed": self.observed,
+            "journey_entered_at": _time_or_none(self.journey_entered_at),
+            "reached": list(self.reached),
         }
 
     def to_stored(self) -> dict[str, Any]:
@@ -134,6 +140,10 @@ class ContactState:
             seen=tuple(data.get("seen") or ()),
             sequence=int(data.get("sequence", 0)),
             observed=int(data.get("observed", UNKNOWN)),
+            # A state stored before these were kept knows only its current stage.
+            journey_entered_at=_parse_or_none(data.get("journey_entered_at")),
+            reached=tuple(data["reached"]) if "reached" in data
+            else ((data["stage"],) if data.get("stage") else ()),
         )
 
 

@@ -173,4 +173,8 @@ def _move(
         rule_id=rule_id,
         reason=reason,
     )
-    return state.evolve(stage=to, stage_entered_at=at, sequence=sequence), transition
+    reached = state.reached if to in state.reached else (*state.reached, to)
+    # Entering now, or when it did; unknown for a state stored before entries were kept.
+    entered = at if state.stage is None else state.journey_entered_at
+    return state.evolve(stage=to, stage_entered_at=at, sequence=sequence, reached=reached,
+                        journey_entered_at=entered), transition

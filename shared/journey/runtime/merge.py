@@ -101,6 +101,11 @@ def _bounded(journey: Journey, kept: History, merged: History, contact: str) -> 
         counts=evidence.counts,
         scores=evidence.scores,
         observed=evidence.observed,
+        # What each path reached, and the earlier entry: the funnel counts the person once.
+        reached=(*moved.reached, *(s for s in other_state.reached if s not in moved.reached)),
+        journey_entered_at=min((t for t in (moved.journey_entered_at,
+                                            other_state.journey_entered_at) if t is not None),
+                               default=None),
     )
 
 
