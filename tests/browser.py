@@ -68,21 +68,35 @@ class Browser:
         self.driver = driver
 
     def open(self, url: str) -> None:
-        """Load `url` (a full address or a new hash route) and wait until its page has drawn."""
-        before = self.driver.execute_script("return document.body && document.body.dataset.ready")
+        """Load `url` afresh (not just its new hash route) and wait until its page has drawn."""
+        self.driver.get("about:blank")
         self.driver.get(url)
-        self.wait(lambda: self.driver.execute_script(
-            "return document.body.dataset.ready") not in (None, before), "the page to draw")
+        self.wait_drawn()
+
+    def wait_drawn(self, after: str | None = None) -> None:
+        """Wait until the page has drawn (again, if `after` is the count of the last drawing)."""
+        self.wait(lambda: self.drawn() not in (None, after), "the page to draw")
+
+    def drawn(self) -> str | None:
+        """How many times the console has drawn a page (`body[data-ready]`), None before."""
+        value = self.driver.execute_script("return document.body && document.body.dataset.ready")
+        return str(value) if value is not None else None
 
     def wait(self, condition: Callable[[], T | None], what: str, timeout_s: float = 20) -> T:
+        """The first true value of `condition`, asked every 0.1 s."""
         def check(_: Any) -> T | None:
             return condition()
-        return WebDriverWait(self.driver, timeout_s, poll_frequency=0.1).until(
+        found = WebDriverWait(self.driver, timeout_s, poll_frequency=0.1).until(
             check, f"waited {timeout_s}s for {what}")
+        assert found is not None
+        return found
 
     def find(self, css: str) -> WebElement:
-        return self.wait(lambda: (self.driver.find_elements(By.CSS_SELECTOR, css) or [None])[0],
-                         css)
+        """The first element `css` selects, once there is one."""
+        def first() -> WebElement | None:
+            found = self.driver.find_elements(By.CSS_SELECTOR, css)
+            return found[0] if found else None
+        return self.wait(first, css)
 
     def all(self, css: str) -> list[WebElement]:
         return self.driver.find_elements(By.CSS_SELECTOR, css)
@@ -96,5 +110,6 @@ class Browser:
 
     def errors(self) -> list[str]:
         """What the page wrote to the console at level SEVERE (script errors, failed loads)."""
-        return [entry["message"] for entry in self.driver.get_log("browser")
+        entries: list[dict[str, Any]] = self.driver.get_log("browser")  # type: ignore[no-untyped-call]
+        return [entry["message"] for entry in entries
                 if entry["level"] == "SEVERE"]

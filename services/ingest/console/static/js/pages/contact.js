@@ -70,7 +70,9 @@ function journeyCard(view, journey) {
       h("dt", {}, t("contact.lastEvent")), h("dd", {}, time(view.last_event_at))),
     why ? h("div", {class: "why"},
       h("h3", {}, t("contact.why")),
-      h("p", {}, t("contact.whyText", {stage: stageName(why.to), at: time(why.at), rule: why.rule})),
+      h("p", {}, why.rule
+        ? t("contact.whyText", {stage: stageName(why.to), at: time(why.at), rule: why.rule})
+        : t("contact.whyEntry", {stage: stageName(why.to), at: time(why.at)})),
       why.reason ? h("p", {class: "reason"}, why.reason) : null,
       h("p", {class: "muted"}, t("contact.cause"), ": ", cause(why))) : null,
     h("h3", {}, t("contact.traits")),
@@ -82,12 +84,12 @@ function journeyCard(view, journey) {
     table([
       [t("contact.at"), (tr) => h("span", {title: tr.at}, time(tr.at))],
       [t("contact.move"), (tr) => [tr.from ? stageLink(tr.from) : t("contact.entry"), " → ", stageLink(tr.to)]],
-      [t("contact.rule"), (tr) => tr.rule],
+      [t("contact.rule"), (tr) => tr.rule ?? t("none")],
       [t("contact.reason"), (tr) => tr.reason || t("none")],
       [t("contact.cause"), (tr) => cause(tr)],
     ], view.history, {class: "timeline",
                       rowData: (tr) => ({transition: tr.transition_id, from: tr.from ?? "", to: tr.to,
-                                         rule: tr.rule})}));
+                                         rule: tr.rule ?? ""})}));
 }
 
 function touch(value) {
