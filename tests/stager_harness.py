@@ -43,7 +43,8 @@ async def running_stager(
                                 kafka.dead_letter_topic])
     producer = durable_producer(kafka)
     await producer.start()
-    group_id = f"test-stager-{uuid.uuid4().hex[:8]}"
+    # A group of its own, unless the test runs several members of one group.
+    group_id = settings_overrides.pop("group_id", None) or f"test-stager-{uuid.uuid4().hex[:8]}"
     settings = StagerSettings(**{"group_id": group_id, "timer_interval_s": 0.1,
                                  "poll_timeout_ms": 100, "stage_gauge_interval_s": 0.5,
                                  **settings_overrides})
