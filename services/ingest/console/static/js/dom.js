@@ -27,6 +27,12 @@ function append(el, children) {
   }
 }
 
+/** Add `children` (as `h` takes them) at the end of `el`. */
+export function add(el, ...children) {
+  append(el, children);
+  return el;
+}
+
 /** Replace everything in `el` with `children`. */
 export function fill(el, ...children) {
   el.replaceChildren();

@@ -83,7 +83,8 @@ export function sankeyOption(sankey, tooltipOf) {
       nodeAlign: "left",
       layoutIterations: 0, // keep the stage order top to bottom as given
       emphasis: {focus: "adjacency"},
-      label: {formatter: (p) => sankey.labels[p.name] ?? p.name},
+      label: {formatter: (p) => sankey.labels[p.name] ?? p.name, lineHeight: 16, fontSize: 12,
+              color: "#1d2430", textBorderColor: "#ffffff", textBorderWidth: 3},
       lineStyle: {color: "gradient", curveness: 0.5},
       left: 8, right: 160, top: 16, bottom: 16,
     }],

@@ -2,7 +2,7 @@
 // in each stage, over a period; the numbers come from /v1/analytics and refresh live.
 import { analytics, href, journey as findJourney, live } from "../app.js";
 import { barsOption, chart } from "../charts.js";
-import { fill, h, table } from "../dom.js";
+import { add, fill, h, table } from "../dom.js";
 import { sankeyOf, sankeyOption } from "../flows.js";
 import { count, day, duration, share } from "../format.js";
 import { label, t } from "../i18n.js";
@@ -185,7 +185,7 @@ async function drawFunnel(ctx) {
     ctx.chart.setOption(barsOption(names, series), {notMerge: true});
     fill(tables, funnelTable(answer.stages, "all"));
     if (split !== "none") {
-      tables.append(answer.splits.length
+      add(tables, answer.splits.length
         ? answer.splits.map((part) => h("details", {class: "split", dataset: {key: part.key}},
             h("summary", {}, part.key), funnelTable(part.stages, part.key)))
         : h("p", {class: "muted"}, t("funnel.noSplits")));
