@@ -29,7 +29,7 @@ export async function render(root, {journey: id, view, query}, {failed}) {
     h("nav", {class: "tabs"}, VIEWS.map((v) => h("a", {
       href: href(["journeys", id, v], Object.fromEntries(query)),
       class: v === view ? "active" : null, dataset: {view: v},
-    }, t(`journey.${v === "time" ? "time" : v}`)))),
+    }, t(`journey.${v}`)))),
     periodForm(id, view, query, period),
     body);
   const draw = {map: drawMap, funnel: drawFunnel, time: drawTime}[view];
