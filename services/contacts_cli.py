@@ -17,9 +17,9 @@ from typing import Any
 
 import typer
 
+from services.cli_database import add_database_choice, chosen_database
 from services.ingest.privacy_api import MAX_ID_CHARS
 from services.ingest.settings import IngestSettings
-from services.ingest.sources_cli import dev_database
 from shared.db.engine import make_engine
 from shared.privacy import ErasureStores, erase_person, kafka_expiry, unsuppress
 from shared.settings import DatabaseSettings, KafkaSettings, TopicSettings
@@ -27,18 +27,8 @@ from shared.settings import DatabaseSettings, KafkaSettings, TopicSettings
 app = typer.Typer(help="Erase people and manage the suppression list.", no_args_is_help=True)
 
 
-@app.callback()
-def choose_database(
-    ctx: typer.Context,
-    dev: bool = typer.Option(
-        False, "--dev", help="Use the embedded mode's SQLite file (`polku dev`) instead of "
-        "PostgreSQL, in POLKU_DEV_DATA_DIR (default .polku/dev)."),
-    data_dir: Path | None = typer.Option(
-        None, "--data-dir", help="The embedded mode's data directory; implies --dev.",
-        file_okay=False),
-) -> None:
-    """People in PostgreSQL or, with --dev, in `polku dev`'s file."""
-    ctx.obj = dev_database(data_dir) if dev or data_dir is not None else DatabaseSettings()
+add_database_choice(app, "Erase people and manage the suppression list, in PostgreSQL or, with "
+                         "--dev, in `polku dev`'s file.")
 
 
 def _ids(given: list[str], file: Path | None) -> list[str]:
@@ -77,7 +67,7 @@ def erase(
 ) -> None:
     """Erase each person (every id linked to it); print one receipt per id, as a JSON line."""
     wanted = _ids(ids or [], file)
-    database = ctx.obj if isinstance(ctx.obj, DatabaseSettings) else DatabaseSettings()
+    database = chosen_database(ctx)
     stores = _stores(database)
 
     async def main() -> None:
@@ -99,7 +89,7 @@ def unsuppress_(
 ) -> None:
     """Take ids off the suppression list; nothing erased comes back."""
     wanted = _ids(ids, None)
-    database = ctx.obj if isinstance(ctx.obj, DatabaseSettings) else DatabaseSettings()
+    database = chosen_database(ctx)
 
     async def main() -> dict[str, bool]:
         engine = make_engine(database, pool_size=1)

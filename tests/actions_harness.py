@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 import uvicorn
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine
 from standardwebhooks import Webhook
 from starlette.applications import Starlette
@@ -284,3 +284,20 @@ async def clear_deliveries(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
         await conn.execute(webhook_deliveries.delete())
         await conn.execute(webhook_endpoints.delete())
+
+
+async def read_dead_letters(kafka: KafkaSettings, expect: int) -> list[Any]:
+    """The dead-letter topic's records from its start, once `expect` are there (or ~10 s on)."""
+    consumer = AIOKafkaConsumer(kafka.dead_letter_topic, bootstrap_servers=kafka.bootstrap_servers,
+                                auto_offset_reset="earliest")
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        for _ in range(20):
+            batch = await asyncio.wait_for(consumer.getmany(timeout_ms=500), 10)
+            records.extend(r for messages in batch.values() for r in messages)
+            if len(records) >= expect:
+                break
+    finally:
+        await consumer.stop()
+    return records

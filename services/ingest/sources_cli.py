@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import TypeVar
 
 import typer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.cli_database import add_database_choice, chosen_database
 from services.ingest.settings import IngestSettings
 from services.ingest.sources import (
     DuplicateSource,
@@ -24,43 +24,18 @@ from services.ingest.sources import (
     rotate_key,
 )
 from shared.db.engine import make_engine
-from shared.db.migrate import upgrade
-from shared.settings import DatabaseSettings
 
 app = typer.Typer(help="Sources and their write keys.", no_args_is_help=True)
 
 T = TypeVar("T")
 
 
-@app.callback()
-def choose_database(
-    ctx: typer.Context,
-    dev: bool = typer.Option(
-        False, "--dev", help="Use the embedded mode's SQLite file (`polku dev`) instead of "
-        "PostgreSQL, in POLKU_DEV_DATA_DIR (default .polku/dev)."),
-    data_dir: Path | None = typer.Option(
-        None, "--data-dir", help="The embedded mode's data directory; implies --dev.",
-        file_okay=False),
-) -> None:
-    """Sources and their write keys, in PostgreSQL or, with --dev, in `polku dev`'s file."""
-    ctx.obj = dev_database(data_dir) if dev or data_dir is not None else DatabaseSettings()
-
-
-def dev_database(data_dir: Path | None) -> DatabaseSettings:
-    """The SQLite file of the embedded mode in `data_dir`, brought to the current schema: a
-    source may be created before the first `polku dev`. No lock is taken: a running `polku dev`
-    keeps the directory locked, and SQLite lets this one short write wait for its turn."""
-    from services.dev.settings import DevSettings
-
-    settings = DevSettings() if data_dir is None else DevSettings(data_dir=data_dir)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    upgrade(settings.database_url)
-    return DatabaseSettings(url_override=settings.database_url)
+add_database_choice(
+    app, "Sources and their write keys, in PostgreSQL or, with --dev, in `polku dev`'s file.")
 
 
 def _run(ctx: typer.Context, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
-    # What `choose_database` decided; a subcommand's context inherits its group's `obj`.
-    database = ctx.obj if isinstance(ctx.obj, DatabaseSettings) else DatabaseSettings()
+    database = chosen_database(ctx)
 
     async def main() -> T:
         engine = make_engine(database, pool_size=1)

@@ -25,25 +25,12 @@ from shared.journey import ContactState, Touchpoint, in_event_order, load_journe
 from shared.settings import DatabaseSettings, KafkaSettings
 from shared.wire import decode_touchpoint, partition_for_key
 from tests.actions_harness import SECRET_ENV, Receiver, eventually, write_journey
-from tests.deployments import MODES, Deployment, deploy, issue_write_key
+from tests.deployments import Deployment, deploy, issue_write_key
 from tests.messages import iso
 
 PARTITIONS = 3  # in both modes (tests/conftest.py gives the distributed topics three)
 Call = tuple[str, dict[str, Any]]  # a Segment call's type (its endpoint) and the call
 AD = "https://polku.example/pricing?utm_source=google&utm_medium=cpc"
-
-
-@pytest.fixture(params=MODES)
-def mode(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def database_for(mode: str, request: pytest.FixtureRequest) -> DatabaseSettings | None:
-    """The distributed mode's stager runs on the real clock: it gets a database of its own."""
-    if mode == "embedded":
-        return None
-    return request.getfixturevalue("own_database")  # type: ignore[no-any-return]
 
 
 @pytest.fixture

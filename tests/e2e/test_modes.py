@@ -17,20 +17,7 @@ import pytest
 
 from shared.settings import DatabaseSettings, KafkaSettings
 from tests.actions_harness import SECRET_ENV, Receiver, Reply, eventually, write_journey
-from tests.deployments import MODES, Deployment, deploy, issue_write_key
-
-
-@pytest.fixture(params=MODES)
-def mode(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def database_for(mode: str, request: pytest.FixtureRequest) -> DatabaseSettings | None:
-    """The distributed mode's stager runs on the real clock: it gets a database of its own."""
-    if mode == "embedded":
-        return None
-    return request.getfixturevalue("own_database")  # type: ignore[no-any-return]
+from tests.deployments import Deployment, deploy, issue_write_key
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ from shared.db.tables import contact_links, webhook_deliveries
 from shared.kafka import durable_producer
 from shared.settings import DatabaseSettings, KafkaSettings
 from tests.actions_harness import Receiver, Reply, eventually, write_journey
-from tests.deployments import MODES, Deployment, deploy, issue_write_key
+from tests.deployments import Deployment, deploy, issue_write_key
 from tests.ingest_app import published
 from tests.messages import produce, touchpoint
 
@@ -43,18 +43,6 @@ stages:
 rules:
   - {id: any-page, to: visitor, when: {type: page}}
 """
-
-
-@pytest.fixture(params=MODES)
-def mode(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def database_for(mode: str, request: pytest.FixtureRequest) -> DatabaseSettings | None:
-    if mode == "embedded":
-        return None
-    return request.getfixturevalue("own_database")  # type: ignore[no-any-return]
 
 
 @pytest.fixture

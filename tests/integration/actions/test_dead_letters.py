@@ -20,6 +20,7 @@ from tests.actions_harness import (
     eventually,
     fast_settings,
     produce_transitions,
+    read_dead_letters,
     running_actions,
     transition,
     wait_attempts,
@@ -182,7 +183,7 @@ async def test_a_transition_the_database_refuses_is_dead_lettered_and_the_next_o
         await eventually(lambda: len(receiver.requests()) == 2, what="both good deliveries")
     delivered = {r.verified()["transition_id"] for r in receiver.requests()}
     assert delivered == {before["transition_id"], after["transition_id"]}
-    records = await _dead_letters(topic_names, expect=1)
+    records = await read_dead_letters(topic_names, expect=1)
     assert [json.loads(r.value)["transition_id"] for r in records] == [poison["transition_id"]]
     headers = {k: v.decode() for k, v in records[0].headers}
     assert headers["polku.error.reason"] == "database_rejected"
@@ -206,19 +207,3 @@ async def test_a_receivers_answer_with_a_nul_byte_is_recorded_and_retried(
         clock.advance(timedelta(seconds=5))
         await eventually(lambda: _statuses(engine, [item], ["delivered"]))
     assert len(receiver.requests()) == 2
-
-
-async def _dead_letters(kafka: KafkaSettings, expect: int) -> list[Any]:
-    consumer = AIOKafkaConsumer(kafka.dead_letter_topic, bootstrap_servers=kafka.bootstrap_servers,
-                                auto_offset_reset="earliest")
-    await consumer.start()
-    records: list[Any] = []
-    try:
-        for _ in range(20):
-            batch = await asyncio.wait_for(consumer.getmany(timeout_ms=500), 10)
-            records.extend(r for messages in batch.values() for r in messages)
-            if len(records) >= expect:
-                break
-    finally:
-        await consumer.stop()
-    return records

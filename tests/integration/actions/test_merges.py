@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.clock import ManualClock
@@ -24,6 +23,7 @@ from tests.actions_harness import (
     delivery_rows,
     eventually,
     produce_transitions,
+    read_dead_letters,
     running_actions,
     transition,
     write_journey,
@@ -114,25 +114,9 @@ async def test_a_merge_of_another_type_or_with_a_forged_id_is_dead_lettered_and_
         await produce_transitions(topic_names, [unknown, forged, good])
         await eventually(lambda: len(receiver.requests("/hooks/merged")) == 1, what="the merge")
     assert receiver.requests("/hooks/merged")[0].verified() == good
-    letters = await dead_letters(topic_names, expect=2)
+    letters = await read_dead_letters(topic_names, expect=2)
     assert sorted(json.loads(r.value)["contact"] for r in letters) == ["merge-2", "merge-3"]
     errors = sorted(dict(r.headers)["polku.error"].decode() for r in letters)
     assert errors == ["merge_id: must be the merge id of contact and merged",
                       "type: must be contact.stage_changed or contact.merged"]
     assert {dict(r.headers)["polku.error.reason"] for r in letters} == {b"invalid_field"}
-
-
-async def dead_letters(kafka: KafkaSettings, expect: int) -> list[Any]:
-    consumer = AIOKafkaConsumer(kafka.dead_letter_topic, bootstrap_servers=kafka.bootstrap_servers,
-                                auto_offset_reset="earliest")
-    await consumer.start()
-    records: list[Any] = []
-    try:
-        for _ in range(20):
-            batch = await asyncio.wait_for(consumer.getmany(timeout_ms=500), 10)
-            records.extend(r for messages in batch.values() for r in messages)
-            if len(records) >= expect:
-                break
-    finally:
-        await consumer.stop()
-    return records
