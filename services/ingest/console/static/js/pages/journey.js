@@ -226,7 +226,12 @@ async function drawTime(ctx) {
       {name: t("funnel.median"), values: answer.stages.map((s) => hours(s.time_in_stage.median_s))},
       {name: t("funnel.p90"), values: answer.stages.map((s) => hours(s.time_in_stage.p90_s))},
     ], (v) => (v === null || v === undefined ? t("none") : duration(v * 3600))), {notMerge: true});
-    fill(tables, table([
+    // Over 50,000 contacts the API reads a sample of the stays; say so rather than hide it.
+    const sample = Math.min(1, ...answer.stages.map((s) => s.time_in_stage.sample ?? 1));
+    const sampled = sample < 1
+      ? h("p", {class: "muted", id: "sampled"}, t("time.sample", {share: share(sample)}))
+      : null;
+    fill(tables, sampled, table([
       [t("map.stage"), (s) => label(s.labels, s.stage)],
       [t("funnel.median"), (s) => duration(s.time_in_stage.median_s), {numeric: true, metric: "median_s"}],
       [t("funnel.p90"), (s) => duration(s.time_in_stage.p90_s), {numeric: true, metric: "p90_s"}],

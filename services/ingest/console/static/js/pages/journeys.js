@@ -16,6 +16,8 @@ export async function render(root, _args, {failed}) {
   }
   const counters = new Map(); // journey id -> {stage id -> element}
   const notice = h("p", {class: "notice", hidden: true}, t("error.analytics"));
+  const explain = h("p", {class: "muted", id: "counts-explained", hidden: true}, t("journeys.counts"));
+  root.append(explain);
   for (const journey of all) {
     const cells = {};
     counters.set(journey.id, cells);
@@ -35,6 +37,7 @@ export async function render(root, _args, {failed}) {
     for (const journey of all) {
       const flows = await analytics(journey.id, "flows");
       notice.hidden = flows !== null;
+      explain.hidden = flows === null;
       if (flows === null) return;
       const cells = counters.get(journey.id);
       for (const node of flows.nodes) {
