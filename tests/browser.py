@@ -68,8 +68,10 @@ class Browser:
         self.driver = driver
 
     def open(self, url: str) -> None:
-        """Load `url` afresh (not just its new hash route) and wait until its page has drawn."""
+        """Load `url` afresh (not just its new hash route) and wait until its page has drawn.
+        `errors()` from then on are this page's."""
         self.driver.get("about:blank")
+        self.errors()
         self.driver.get(url)
         self.wait_drawn()
 
@@ -109,7 +111,8 @@ class Browser:
         self.driver.save_screenshot(str(path))
 
     def errors(self) -> list[str]:
-        """What the page wrote to the console at level SEVERE (script errors, failed loads)."""
+        """What the page wrote to the console at level SEVERE (script errors, failed loads)
+        since the last call."""
         entries: list[dict[str, Any]] = self.driver.get_log("browser")  # type: ignore[no-untyped-call]
         return [entry["message"] for entry in entries
                 if entry["level"] == "SEVERE"]

@@ -76,9 +76,10 @@ def journeys_dir(directory: Path) -> Path:
 
 def story_events(contact: str, steps: list[str], start: datetime, channel: str
                  ) -> list[dict[str, Any]]:
+    # The identify comes after the first page view, whose channel is the first touch.
     events: list[dict[str, Any]] = [{
         "type": "identify", "userId": contact, "messageId": str(uuid.uuid4()),
-        "timestamp": start.isoformat(),
+        "timestamp": (start + timedelta(minutes=2)).isoformat(),
         "traits": {"plan": "pro" if "Order Completed" in steps else "free", "note": HOSTILE},
     }]
     for day, step in enumerate(steps):
