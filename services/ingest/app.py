@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.ingest import analytics_api, metrics, privacy_api, read_api, routes
+from services.ingest.console import add_console_routes
 from services.ingest.errors import IngestError
 from services.ingest.intake import Intake
 from services.ingest.privacy_api import PrivacyApi
@@ -107,11 +108,13 @@ def create_app(
 
 def add_api_routes(app: FastAPI) -> None:
     """The Segment-compatible API, the read and analytics APIs and the privacy API, with their
-    error answers and metrics. Both modes mount these: `attach` gives them what they serve from."""
+    error answers and metrics, and the console over the read and analytics APIs at `/`. Both
+    modes mount these: `attach` gives them what they serve from."""
     app.include_router(routes.router)
     app.include_router(read_api.router)
     app.include_router(analytics_api.router)
     app.include_router(privacy_api.router)
+    add_console_routes(app)
     app.add_exception_handler(IngestError, refused)  # type: ignore[arg-type]
     app.add_middleware(metrics.RequestMetrics)
     install_openapi(app)
