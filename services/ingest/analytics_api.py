@@ -378,12 +378,25 @@ async def _ndjson(pages: AsyncIterator[list[dict[str, Any]]]) -> AsyncIterator[b
         yield "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in page).encode()
 
 
+# A cell a spreadsheet would take for a formula (OWASP's list): ids and reasons come from
+# senders, and `=HYPERLINK(...)` in a contact id must not run on a marketer's machine.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """`value` for a CSV cell: text that a spreadsheet would read as a formula gets a leading
+    apostrophe (shown as text, not evaluated); everything else is kept as it is."""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 async def _csv(pages: AsyncIterator[list[dict[str, Any]]]) -> AsyncIterator[bytes]:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=analytics.EXPORT_COLUMNS, lineterminator="\r\n")
     writer.writeheader()
     async for page in pages:
-        writer.writerows(page)
+        writer.writerows({k: spreadsheet_safe(v) for k, v in row.items()} for row in page)
         yield buffer.getvalue().encode()
         buffer.seek(0)
         buffer.truncate()
