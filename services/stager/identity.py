@@ -15,9 +15,9 @@ call like any touchpoint, then merges, in the same database transaction as the b
    (its transitions stay, as history, no longer counted by analytics); its journal rows become
    the contact's; the link stored; a `contact.merged` record queued for the transitions topic.
 
-From then on every batch resolves its contacts through `contact_links` first (`aliases`), so a
-touchpoint sent with the alias, late or already in flight, is forwarded to the contact's
-partition and applied there.
+From then on every batch resolves its contacts through `contact_links` first
+(`StagerStorage.aliases`), so a touchpoint sent with the alias, late or already in flight, is
+forwarded to the contact's partition and applied there.
 """
 
 from __future__ import annotations
@@ -236,13 +236,6 @@ async def _journals(
 def _counted(result: MergeResult) -> MergeResult:
     metrics.IDENTITY_LINKS.labels(result.outcome).inc()
     return result
-
-
-async def aliases(storage: StagerStorage, conn: AsyncConnection, contacts: Iterable[str]
-                  ) -> Mapping[str, str]:
-    """The contacts among `contacts` that were merged into another, with that contact."""
-    contacts = list(contacts)
-    return await storage.aliases(conn, contacts) if contacts else {}
 
 
 def merged_outbox_row(record: Mapping[str, object], canonical: str) -> dict[str, bytes]:

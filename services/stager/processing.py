@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
 
+from shared.db.read_model import first_channel
 from shared.journey import (
     ContactState,
     InvalidTouchpoint,
@@ -120,12 +121,8 @@ class Changes:
         after = step.state
         if (before is not None and before.stage is not None and after is not None
                 and (before.journey_entered_at != after.journey_entered_at
-                     or _channel(before) != _channel(after))):
+                     or first_channel(before) != first_channel(after))):
             self.restamped.add(key)
-
-
-def _channel(state: ContactState) -> str | None:
-    return state.first_touch.channel if state.first_touch is not None else None
 
 
 def apply_touchpoints(

@@ -27,7 +27,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.stager.identity import (
     IdentityRules,
-    aliases,
     forwarded,
     link_of,
     merge_link,
@@ -248,7 +247,7 @@ async def _apply_part(
     result: BatchResult,
 ) -> None:
     by_id = {j.id: j for j in journeys}
-    merged_into = await aliases(storage, conn, {tp.contact for tp in touchpoints})
+    merged_into = await storage.aliases(conn, list({tp.contact for tp in touchpoints}))
     if merged_into:
         # Sent with an id merged into another contact: that contact's, on its partition.
         away = [tp for tp in touchpoints if tp.contact in merged_into]
