@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
 
+import orjson
+
 from shared.db.read_model import first_channel
 from shared.journey import (
     ContactState,
@@ -59,7 +61,7 @@ def parse(records: Iterable[Record]) -> Parsed:
     dead: list[DeadLetter] = []
     for record in records:
         try:
-            message = json.loads(record.value) if record.value is not None else None
+            message = _loads(record.value) if record.value is not None else None
         except ValueError as exc:  # includes UnicodeDecodeError
             dead.append(DeadLetter(record.offset, record.key, record.value, "invalid_json",
                                    f"value is not UTF-8 JSON ({type(exc).__name__})"))
@@ -74,6 +76,14 @@ def parse(records: Iterable[Record]) -> Parsed:
         touchpoints.append(touchpoint)
         values.setdefault((touchpoint.contact, touchpoint.message_id), record.value)
     return Parsed(touchpoints, values, dead)
+
+
+def _loads(value: bytes) -> object:
+    """JSON as `json.loads` reads it, through orjson where orjson agrees (nearly always)."""
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:  # NaN, Infinity, numbers beyond a double: json reads them
+        return json.loads(value)
 
 
 StateKey = tuple[str, str]  # (journey id, contact)

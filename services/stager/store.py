@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -137,18 +138,24 @@ async def _persist(
     await storage.insert_outbox(conn, partition, topics.transitions, [
         {
             "key": t.contact.encode(),
-            "payload": json.dumps(
+            "payload": _json_bytes(
                 wire.encode_transition(
                     t,
                     journeys.get(t.journey_id),
                     changes.state_after.get(t.transition_id),
                     events.get(t.cause),
                 ),
-                separators=(",", ":"),
-            ).encode(),
+            ),
         }
         for t, _ in changes.transitions
     ])
+
+
+def _json_bytes(record: Mapping[str, object]) -> bytes:
+    try:
+        return orjson.dumps(record)
+    except TypeError:  # what orjson refuses (a trait integer beyond 64 bits): the slow path
+        return json.dumps(record, separators=(",", ":")).encode()
 
 
 def _stages(journeys: Mapping[str, Journey], journey_id: str) -> tuple[str, ...]:

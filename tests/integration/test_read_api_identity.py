@@ -89,7 +89,8 @@ async def write_people(engine: AsyncEngine, people: People) -> dict[str, Transit
     async with engine.begin() as conn:
         await conn.execute(transitions.insert(), rows)
         await conn.execute(contact_states.insert(),
-                           [{**state_row(s, None), "partition": 0} for s in states])
+                           [{**state_row(s, None), "state": s.to_stored(), "partition": 0}
+                            for s in states])
         await conn.execute(contact_links.insert(), [
             {"alias": anon, "canonical": user, "kind": "identify", "cause": "m-4",
              "linked_at": at(3), "merged_at": at(3.5)},

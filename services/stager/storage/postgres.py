@@ -9,7 +9,6 @@ right after a bind name confuses sa.text's parameter parsing.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -112,8 +111,7 @@ class PostgresStorage(StagerStorage):
     async def upsert_states(
         self, conn: AsyncConnection, partition: int, rows: list[dict[str, object]]
     ) -> None:
-        for row in rows:  # the statement casts the text to jsonb
-            row["state"] = json.dumps(row["state"], separators=(",", ":"))
+        # `state` is JSON text (read_model.state_row); the statement casts it to jsonb.
         await conn.execute(_UPSERT_STATES,
                            {"partition": partition, **_columns(rows, _STATE_COLUMNS)})
 
