@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -31,21 +32,21 @@ _ALIASES = sa.text("""
 _LOAD = sa.text("""
     select state::text from contact_states where contact = any(CAST(:contacts AS text[]))
 """)
+# States and transitions travel as ONE JSON array each, unpacked by json_to_recordset: asyncpg
+# encodes a column array element by element (an isinstance check against collections.abc for
+# every timestamp and integer), while orjson writes the whole batch in one C call and the server
+# parses it on its own core. Each state's JSON is spliced in as it is (orjson.Fragment).
 _UPSERT_STATES = sa.text("""
     insert into contact_states (journey_id, contact, journey_version, stage, stage_entered_at,
                                 state, timer_due_at, journey_entered_at, first_channel, reached,
                                 in_order, partition, updated_at)
-    select journey_id, contact, journey_version, stage, stage_entered_at,
-           CAST(state AS jsonb), timer_due_at, journey_entered_at, first_channel, reached,
-           in_order, :partition, now()
-    from unnest(CAST(:journey_ids AS text[]), CAST(:contacts AS text[]),
-                CAST(:journey_versions AS int[]), CAST(:stages AS text[]),
-                CAST(:stage_entered_ats AS timestamptz[]), CAST(:states AS text[]),
-                CAST(:timer_due_ats AS timestamptz[]),
-                CAST(:journey_entered_ats AS timestamptz[]), CAST(:first_channels AS text[]),
-                CAST(:reacheds AS bigint[]), CAST(:in_orders AS smallint[]))
-         AS t(journey_id, contact, journey_version, stage, stage_entered_at, state, timer_due_at,
-              journey_entered_at, first_channel, reached, in_order)
+    select journey_id, contact, journey_version, stage, stage_entered_at, state, timer_due_at,
+           journey_entered_at, first_channel, reached, in_order, :partition, now()
+    from json_to_recordset(CAST(:rows AS json))
+         AS t(journey_id text, contact text, journey_version int, stage text,
+              stage_entered_at timestamptz, state jsonb, timer_due_at timestamptz,
+              journey_entered_at timestamptz, first_channel text, reached bigint,
+              in_order smallint)
     on conflict (journey_id, contact) do update set
         journey_version = excluded.journey_version, stage = excluded.stage,
         stage_entered_at = excluded.stage_entered_at, state = excluded.state,
@@ -58,14 +59,11 @@ _INSERT_TRANSITIONS = sa.text("""
     insert into transitions (transition_id, journey_id, journey_version, contact, from_stage,
                              to_stage, at, cause, rule_id, reason, seq, from_seconds,
                              contact_entered_at, first_channel, sample)
-    select * from unnest(CAST(:transition_ids AS text[]), CAST(:journey_ids AS text[]),
-                         CAST(:journey_versions AS int[]), CAST(:contacts AS text[]),
-                         CAST(:from_stages AS text[]), CAST(:to_stages AS text[]),
-                         CAST(:ats AS timestamptz[]), CAST(:causes AS text[]),
-                         CAST(:rule_ids AS text[]), CAST(:reasons AS text[]),
-                         CAST(:seqs AS int[]), CAST(:from_secondss AS float8[]),
-                         CAST(:contact_entered_ats AS timestamptz[]),
-                         CAST(:first_channels AS text[]), CAST(:samples AS smallint[]))
+    select * from json_to_recordset(CAST(:rows AS json))
+         AS t(transition_id text, journey_id text, journey_version int, contact text,
+              from_stage text, to_stage text, at timestamptz, cause text, rule_id text,
+              reason text, seq int, from_seconds float8, contact_entered_at timestamptz,
+              first_channel text, sample smallint)
 """)
 _INSERT_OUTBOX = sa.text("""
     insert into outbox (partition, topic, key, payload)
@@ -73,12 +71,9 @@ _INSERT_OUTBOX = sa.text("""
     from unnest(CAST(:keys AS bytea[]), CAST(:payloads AS bytea[])) AS t(key, payload)
 """)
 
-_STATE_COLUMNS = ("journey_id", "contact", "journey_version", "stage", "stage_entered_at",
-                  "state", "timer_due_at", "journey_entered_at", "first_channel", "reached",
-                  "in_order")
-_TRANSITION_COLUMNS = ("transition_id", "journey_id", "journey_version", "contact", "from_stage",
-                       "to_stage", "at", "cause", "rule_id", "reason", "seq", "from_seconds",
-                       "contact_entered_at", "first_channel", "sample")
+def _json_rows(rows: list[dict[str, object]]) -> str:
+    # Only text, numbers, times and None (a state's own JSON is a Fragment): orjson writes all.
+    return orjson.dumps(rows).decode()
 
 
 def _columns(rows: Sequence[Mapping[str, object]], names: Iterable[str]) -> dict[str, list[object]]:
@@ -111,14 +106,14 @@ class PostgresStorage(StagerStorage):
     async def upsert_states(
         self, conn: AsyncConnection, partition: int, rows: list[dict[str, object]]
     ) -> None:
-        # `state` is JSON text (read_model.state_row); the statement casts it to jsonb.
-        await conn.execute(_UPSERT_STATES,
-                           {"partition": partition, **_columns(rows, _STATE_COLUMNS)})
+        for row in rows:  # JSON text already (read_model.state_row): spliced in unchanged
+            row["state"] = orjson.Fragment(row["state"])
+        await conn.execute(_UPSERT_STATES, {"partition": partition, "rows": _json_rows(rows)})
 
     async def insert_transitions(
         self, conn: AsyncConnection, rows: list[dict[str, object]]
     ) -> None:
-        await conn.execute(_INSERT_TRANSITIONS, _columns(rows, _TRANSITION_COLUMNS))
+        await conn.execute(_INSERT_TRANSITIONS, {"rows": _json_rows(rows)})
 
     async def insert_outbox(
         self, conn: AsyncConnection, partition: int, topic: str, rows: list[dict[str, bytes]]
