@@ -34,10 +34,10 @@ from shared.journey.model.journey import Journey
 from shared.journey.model.problem import Problem
 from shared.journey.model.rule import Rule
 from shared.journey.model.stage import Labels, Stage
-from shared.journey.model.state import ContactState, ScoreTotal, Touch
+from shared.journey.model.state import ContactState, ScoreTotal
 from shared.journey.model.step import Step
 from shared.journey.model.tick import TimerTick
-from shared.journey.model.touchpoint import TOUCHPOINT_TYPES, Touchpoint, parse_time
+from shared.journey.model.touchpoint import TOUCHPOINT_TYPES, Touch, Touchpoint, parse_time
 from shared.journey.model.transition import (
     Transition,
     merge_cause,

@@ -107,7 +107,7 @@ class PostgresStorage(StagerStorage):
         self, conn: AsyncConnection, partition: int, rows: list[dict[str, object]]
     ) -> None:
         for row in rows:  # JSON text already (read_model.state_row): spliced in unchanged
-            row["state"] = orjson.Fragment(row["state"])
+            row["state"] = orjson.Fragment(str(row["state"]))
         await conn.execute(_UPSERT_STATES, {"partition": partition, "rows": _json_rows(rows)})
 
     async def insert_transitions(

@@ -10,21 +10,13 @@ from typing import Any
 
 import orjson
 
-from shared.journey.model.touchpoint import parse_time
+from shared.journey.model.touchpoint import Touch, parse_time
 
 STATE_FORMAT = 1
 # Redelivery comes from Kafka rebalances and SDK retries, i.e. within minutes and a few hundred
 # messages of the original, so a bounded ring of recent ids is enough to make it a no-op.
 SEEN_LIMIT = 256
 UNKNOWN = -1  # ContactState.observed of a state stored before touchpoints were counted
-
-
-@dataclass(frozen=True)
-class Touch:
-    """A channel and when the contact was reached through it."""
-
-    channel: str
-    at: datetime
 
 
 @dataclass(frozen=True)
@@ -59,6 +51,15 @@ class ContactState:
     # reached them: what the funnel counts (docs/analytics.md). Set by the engine's moves.
     journey_entered_at: datetime | None = None
     reached: tuple[str, ...] = ()
+
+    @classmethod
+    def fresh(cls, journey_id: str, journey_version: int, contact: str) -> ContactState:
+        """`ContactState(journey_id, journey_version, contact)`, made as `evolve` makes copies
+        (a blank state is made for every new contact in every journey)."""
+        state = object.__new__(cls)
+        state.__dict__.update(_BLANK, journey_id=journey_id, journey_version=journey_version,
+                              contact=contact)
+        return state
 
     def evolve(self, **changes: Any) -> ContactState:
         """A copy with `changes` applied: `dataclasses.replace`, about four times faster.
@@ -186,6 +187,9 @@ class ContactState:
 
 
 _FIELDS = frozenset(f.name for f in fields(ContactState))
+# A blank state's fields. Its empty mappings are shared by every fresh state, as `evolve` shares
+# a state's mappings with its copies: nothing mutates a state's mappings, it replaces them.
+_BLANK = dict(ContactState("", 0, "").__dict__)
 
 
 def _time_or_none(value: datetime | None) -> str | None:

@@ -18,6 +18,14 @@ TOUCHPOINT_TYPES = ("track", "identify", "page", "screen", "group", "alias")
 
 
 @dataclass(frozen=True)
+class Touch:
+    """A channel and when the contact was reached through it (kept in its state)."""
+
+    channel: str
+    at: datetime
+
+
+@dataclass(frozen=True)
 class Touchpoint:
     type: str
     message_id: str
@@ -42,6 +50,12 @@ class Touchpoint:
     @cached_property
     def channel(self) -> str:
         return derive_channel(self.properties, self.context)
+
+    @cached_property
+    def touch(self) -> Touch:
+        """The contact reached through this touchpoint's channel at its time (one object,
+        shared by every journey's state)."""
+        return Touch(self.channel, self.timestamp)
 
     @cached_property
     def contact_traits(self) -> Mapping[str, Any]:

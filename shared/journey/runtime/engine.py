@@ -47,7 +47,7 @@ def _on_timer(state: ContactState | None, at: datetime, journey: Journey) -> Ste
 
 def _on_touchpoint(state: ContactState | None, touchpoint: Touchpoint, journey: Journey) -> Step:
     if state is None:
-        state = ContactState(journey.id, journey.version, touchpoint.contact)
+        state = ContactState.fresh(journey.id, journey.version, touchpoint.contact)
     _check(state, journey, touchpoint.contact)
     if touchpoint.message_id in state.seen:
         return Step(state, (), next_deadline(state, journey))

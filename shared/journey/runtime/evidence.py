@@ -12,15 +12,15 @@ from typing import Any
 
 from shared.journey.model.condition import Count
 from shared.journey.model.journey import Journey
-from shared.journey.model.state import SEEN_LIMIT, UNKNOWN, ContactState, ScoreTotal, Touch
-from shared.journey.model.touchpoint import Touchpoint
+from shared.journey.model.state import SEEN_LIMIT, UNKNOWN, ContactState, ScoreTotal
+from shared.journey.model.touchpoint import Touch, Touchpoint
 from shared.journey.runtime.evaluation import decay
 
 
 def observe(state: ContactState, touchpoint: Touchpoint, journey: Journey) -> ContactState:
     at = touchpoint.timestamp
     watermark = max(at, state.last_event_at) if state.last_event_at else at
-    touch = Touch(touchpoint.channel, at)
+    touch = touchpoint.touch
     first = state.first_touch
     last = state.last_touch
     traits, trait_times = _merge_traits(state, touchpoint.contact_traits, at)
@@ -94,7 +94,9 @@ def _latest(a: Touch | None, b: Touch | None) -> Touch | None:
 
 def _merge_traits(
     state: ContactState, incoming: Mapping[str, Any], at: datetime
-) -> tuple[dict[str, Any], dict[str, datetime]]:
+) -> tuple[Mapping[str, Any], Mapping[str, datetime]]:
+    if not incoming:  # most touchpoints say nothing about the contact: nothing to copy
+        return state.traits, state.trait_times
     traits = dict(state.traits)
     times = dict(state.trait_times)
     for name, value in incoming.items():

@@ -227,3 +227,9 @@ def test_traits_of_any_json_shape_encode_as_the_stored_form() -> None:
     # Beyond 64 bits orjson refuses; the slow path writes the same JSON.
     assert json.loads(state.stored_text()) == state.to_stored()
     assert ContactState.from_stored(state.stored_text()) == state
+
+
+def test_a_fresh_state_is_the_blank_state_and_shares_nothing_mutable_with_it() -> None:
+    fresh = ContactState.fresh("j", 3, "c")
+    assert fresh == ContactState("j", 3, "c")
+    assert ContactState.fresh("j", 3, "d").contact == "d" and fresh.contact == "c"
