@@ -229,7 +229,7 @@ def test_traits_of_any_json_shape_encode_as_the_stored_form() -> None:
     assert ContactState.from_stored(state.stored_text()) == state
 
 
-def test_a_fresh_state_is_the_blank_state_and_shares_nothing_mutable_with_it() -> None:
+def test_a_fresh_state_is_the_blank_state_of_its_journey_and_contact() -> None:
     fresh = ContactState.fresh("j", 3, "c")
     assert fresh == ContactState("j", 3, "c")
     assert ContactState.fresh("j", 3, "d").contact == "d" and fresh.contact == "c"
