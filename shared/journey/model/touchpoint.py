@@ -5,16 +5,42 @@ The engine never reads the wire: shared.wire decodes the touchpoints topic's mes
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cached_property
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 
 from shared.journey.runtime.channel import derive_channel
 
 # The kinds of Segment call a touchpoint can be; conditions match on them (`type:`).
 TOUCHPOINT_TYPES = ("track", "identify", "page", "screen", "group", "alias")
+
+
+T = TypeVar("T")
+
+
+class computed_once(Generic[T]):
+    """`functools.cached_property` without its lock (Python 3.11 takes an RLock on every first
+    read; 3.12 dropped it): a value computed from an immutable object needs none, and the engine
+    reads three of them for every touchpoint."""
+
+    def __init__(self, compute: Callable[[Any], T]) -> None:
+        self.compute = compute
+        self.name = compute.__name__
+        self.__doc__ = compute.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, instance: None, owner: type | None = None) -> computed_once[T]: ...
+    @overload
+    def __get__(self, instance: object, owner: type | None = None) -> T: ...
+    def __get__(self, instance: object | None, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        value = instance.__dict__[self.name] = self.compute(instance)
+        return value
 
 
 @dataclass(frozen=True)
@@ -45,19 +71,19 @@ class Touchpoint:
     original_timestamp: datetime | None = None
     sent_at: datetime | None = None
 
-    # Both derived values are cached on first use: every journey asks for them, and a touchpoint
-    # never changes (a frozen dataclass; cached_property writes straight into its __dict__).
-    @cached_property
+    # The derived values are cached on first use: every journey asks for them, and a touchpoint
+    # never changes (a frozen dataclass; `computed_once` writes straight into its __dict__).
+    @computed_once
     def channel(self) -> str:
         return derive_channel(self.properties, self.context)
 
-    @cached_property
+    @computed_once
     def touch(self) -> Touch:
         """The contact reached through this touchpoint's channel at its time (one object,
         shared by every journey's state)."""
         return Touch(self.channel, self.timestamp)
 
-    @cached_property
+    @computed_once
     def contact_traits(self) -> Mapping[str, Any]:
         """Traits this touchpoint says about its contact.
 

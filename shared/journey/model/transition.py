@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ _MERGE = "merge:"
 
 # Fixed namespace: transition ids must be identical across replays, machines and releases.
 _NAMESPACE = uuid.UUID("5b0e6c1e-7d1f-4c55-9c8a-6f6f6c6b7570")
+_NAMESPACE_BYTES = _NAMESPACE.bytes
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,17 @@ class Transition:
 
 def transition_id(journey_id: str, contact: str, cause: str, sequence: int) -> str:
     """Deterministic id: replaying the same touchpoints yields the same ids, so consumers dedupe."""
-    return str(uuid.uuid5(_NAMESPACE, f"{journey_id}\x1f{contact}\x1f{cause}\x1f{sequence}"))
+    return _uuid5(f"{journey_id}\x1f{contact}\x1f{cause}\x1f{sequence}")
+
+
+def _uuid5(name: str) -> str:
+    """`str(uuid.uuid5(_NAMESPACE, name))` without building a UUID object (a tenth of the
+    engine's time went there): RFC 4122's SHA-1 name-based UUID, spelt out."""
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name.encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # the RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def timer_cause(rule_id: str) -> str:

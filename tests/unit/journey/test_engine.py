@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import replace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shared.journey import (
     ContactState,
@@ -16,6 +19,7 @@ from shared.journey import (
     next_deadline,
     replay,
 )
+from shared.journey.model.transition import transition_id
 from shared.journey.runtime.engine import MAX_TIMER_TRANSITIONS
 
 from .messages import FUNNEL, at, funnel, identify, journey, page, track
@@ -335,3 +339,13 @@ def test_a_timer_rule_added_overdue_in_a_new_version_fires_at_the_next_tick() ->
     assert path(step) == [("awareness", "learning")]
     assert step.transitions[0].at == at(20)
     assert step.transitions[0].journey_version == 2
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(), st.text(), st.text(), st.integers(min_value=0, max_value=10**9))
+def test_transition_ids_are_the_rfc_4122_name_based_uuids_they_always_were(
+    journey: str, contact: str, cause: str, sequence: int
+) -> None:
+    name = f"{journey}\x1f{contact}\x1f{cause}\x1f{sequence}"
+    expected = str(uuid.uuid5(uuid.UUID("5b0e6c1e-7d1f-4c55-9c8a-6f6f6c6b7570"), name))
+    assert transition_id(journey, contact, cause, sequence) == expected
