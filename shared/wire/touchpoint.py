@@ -104,7 +104,7 @@ def decode_touchpoint(message: object) -> Touchpoint:
         raise InvalidTouchpoint("timestamp", "is before 2000-01-01")
     if timestamp - received_at > MAX_EVENT_TIME_AHEAD:
         raise InvalidTouchpoint("timestamp", "is more than a day after receivedAt")
-    return Touchpoint(
+    return Touchpoint.of(
         type=str(kind),
         message_id=_required_text(message, "messageId"),
         contact=_required_text(message, "contact"),

@@ -6,7 +6,7 @@ The engine never reads the wire: shared.wire decodes the touchpoints topic's mes
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar, overload
 
@@ -71,6 +71,16 @@ class Touchpoint:
     original_timestamp: datetime | None = None
     sent_at: datetime | None = None
 
+    @classmethod
+    def of(cls, **values: Any) -> Touchpoint:
+        """`Touchpoint(**values)` given every field, without the frozen __init__ (which sets
+        each field through object.__setattr__): the stager decodes one per record."""
+        if values.keys() != _TOUCHPOINT_FIELDS:
+            raise TypeError(f"Touchpoint.of needs exactly the fields {sorted(_TOUCHPOINT_FIELDS)}")
+        touchpoint = object.__new__(cls)
+        touchpoint.__dict__.update(values)
+        return touchpoint
+
     # The derived values are cached on first use: every journey asks for them, and a touchpoint
     # never changes (a frozen dataclass; `computed_once` writes straight into its __dict__).
     @computed_once
@@ -99,6 +109,9 @@ class Touchpoint:
         if self.type == "identify" and self.traits:
             merged.update(self.traits)
         return merged
+
+
+_TOUCHPOINT_FIELDS = frozenset(f.name for f in fields(Touchpoint))
 
 
 def parse_time(text: str) -> datetime:

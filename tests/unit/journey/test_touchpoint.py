@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from shared.journey import InvalidTouchpoint
+from shared.journey import InvalidTouchpoint, Touchpoint
 from shared.wire import decode_touchpoint
 
 from .messages import message
@@ -99,3 +100,11 @@ def test_an_event_time_up_to_a_day_ahead_of_arrival_is_accepted() -> None:
     raw["timestamp"] = "2026-11-24T08:00:00.001Z"
     with pytest.raises(InvalidTouchpoint, match="more than a day after receivedAt"):
         decode_touchpoint(raw)
+
+
+def test_a_touchpoint_built_from_all_its_fields_equals_the_constructed_one() -> None:
+    at = datetime(2026, 9, 1, tzinfo=UTC)
+    made = Touchpoint("track", "m-1", "c-1", at, at, "web", user_id="c-1", event="Demo Requested")
+    assert Touchpoint.of(**asdict(made)) == made
+    with pytest.raises(TypeError, match="exactly the fields"):
+        Touchpoint.of(type="track", message_id="m-1")
