@@ -177,6 +177,55 @@ def db_upgrade(revision: str = typer.Argument("head")) -> None:
     report(f"database at revision {revision}")
 
 
+@db_app.command("check")
+def db_check() -> None:
+    """Exit 0 when the schema is at the newest revision this Polku knows; 1 when it is behind
+    (or was migrated by a newer Polku), 2 when the database does not answer."""
+    from shared.db.migrate import SchemaUnreachable, schema_status
+
+    try:
+        status = schema_status(DatabaseSettings().url)
+    except SchemaUnreachable as exc:
+        complain(f"polku db check: {exc}")
+        raise typer.Exit(2) from exc
+    if not status.at_head:
+        complain(f"polku db check: {status.describe()}")
+        raise typer.Exit(1)
+    report(status.describe())
+
+
+@db_app.command("wait")
+def db_wait(
+    timeout_s: float = typer.Option(600.0, "--timeout", help="Give up after this many seconds."),
+    interval_s: float = typer.Option(2.0, "--interval", help="Seconds between two checks."),
+) -> None:
+    """Wait until the schema is at the newest revision (another process migrates it), then
+    exit 0; exit 1 when the timeout runs out first. For a service's init container."""
+    import time
+
+    from shared.db.migrate import SchemaUnreachable, schema_status
+
+    url = DatabaseSettings().url
+    deadline = time.monotonic() + timeout_s
+    said = ""
+    while True:
+        try:
+            status = schema_status(url)
+            if status.at_head:
+                report(status.describe())
+                return
+            problem = status.describe()
+        except SchemaUnreachable as exc:
+            problem = str(exc)
+        if problem != said:  # each new state once, not every interval
+            report(f"polku db wait: {problem}; waiting")
+            said = problem
+        if time.monotonic() + interval_s > deadline:
+            complain(f"polku db wait: gave up after {timeout_s:g} s: {problem}")
+            raise typer.Exit(1)
+        time.sleep(interval_s)
+
+
 def main() -> None:
     app()
 
