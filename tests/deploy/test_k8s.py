@@ -6,6 +6,7 @@ stagers no more than partitions, a disruption budget for every Deployment."""
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from services.ingest.settings import IngestSettings
 from services.stager.settings import StagerSettings
 from shared.journey import load_journeys
 from shared.settings import DatabaseSettings, KafkaSettings, ServiceSettings
-from tests.deploy.manifests import RenderFailed, render, schema_problems
+from tests.deploy.manifests import BASE, ROOT, RenderFailed, render, schema_problems
 
 PORTS = {"ingest": ServiceSettings().ingest_port, "stager": ServiceSettings().stager_port,
          "actions": ServiceSettings().actions_port}
@@ -225,3 +226,29 @@ def test_the_journeys_config_map_holds_valid_journeys_as_the_pods_see_them(
     assert [j.id for j in loaded] == ["sales-handoff"]
     mounted = {m["mountPath"] for m in container(rendered, "stager")["volumeMounts"]}
     assert config(rendered)["POLKU_JOURNEYS_DIR"] in mounted
+
+
+def documented_overlay() -> str:
+    """The production overlay docs/operations.md shows, as written there."""
+    text = (ROOT / "docs" / "operations.md").read_text()
+    start = text.index("```yaml\n# overlays/production/kustomization.yaml\n") + len("```yaml\n")
+    return text[start:text.index("```", start)]
+
+
+def test_the_overlay_the_operations_guide_shows_renders_and_validates(tmp_path: Path) -> None:
+    overlay = tmp_path / "overlays" / "production"
+    (overlay / "journeys").mkdir(parents=True)
+    (overlay / "kustomization.yaml").write_text(documented_overlay())
+    shutil.copy(ROOT / "journeys" / "b2b-cto.yaml", overlay / "journeys")
+    (tmp_path / "deploy").mkdir()
+    os.symlink(BASE, tmp_path / "deploy" / "k8s")  # the overlay's ../../deploy/k8s
+    objects = render(overlay)
+    assert schema_problems(objects) == []
+    assert not of_kind(objects, "Secret")  # made by hand, as the guide says next
+    assert {o["metadata"]["namespace"] for o in objects} == {"polku"}
+    assert container(objects, "stager")["image"] == "registry.example.com/polku:0.1.0"
+    assert config(objects)["POLKU_KAFKA_BOOTSTRAP"] == "kafka-bootstrap.kafka:9092"
+    assert config(objects)["POLKU_KAFKA_PARTITIONS"] == "12"  # merged, not replaced
+    [journeys] = [o for n, o in of_kind(objects, "ConfigMap").items()
+                  if n.startswith("polku-journeys")]
+    assert set(journeys["data"]) == {"b2b-cto.yaml"}
