@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 import typer
+from pydantic import ValidationError
 
 from services.contacts_cli import app as contacts_app
 from services.ingest.sources_cli import app as sources_app
@@ -35,7 +36,13 @@ log = logging.getLogger("polku.cli")
 def _logging() -> None:
     """With POLKU_LOG_FORMAT=json every command logs JSON lines (a service's own set-up then
     replaces this one, naming the service); text stays as it always was."""
-    settings = ServiceSettings()
+    try:
+        settings = ServiceSettings()
+    except ValidationError as exc:  # one line naming the variables, not a traceback
+        wrong = ", ".join(f"POLKU_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}"
+                          for e in exc.errors())
+        typer.echo(f"polku: invalid settings: {wrong}", err=True)
+        raise typer.Exit(2) from None
     if settings.log_format == "json":
         configure_logging(settings.log_level, "json", "cli")
 

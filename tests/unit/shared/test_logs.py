@@ -99,3 +99,9 @@ def test_the_default_format_is_still_plain_text(tmp_path: Path) -> None:
     done = polku("db", "upgrade", POLKU_DB_URL=url, POLKU_LOG_FORMAT="text")
     assert done.returncode == 0, done.stderr
     assert done.stdout == "database at revision head\n"
+
+
+def test_an_unknown_log_format_is_refused_naming_the_variable() -> None:
+    done = polku("journeys", "validate", "journeys/", POLKU_LOG_FORMAT="yaml")
+    assert done.returncode == 2
+    assert done.stderr.startswith("polku: invalid settings: POLKU_LOG_FORMAT:")
