@@ -2,29 +2,23 @@
 
 from __future__ import annotations
 
-import logging
-
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.config import LOGGING_CONFIG
+
+from shared.logs import LogFormat, configure_logging
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # aiokafka logs every failed reconnect at ERROR while the broker is away; the readiness
-    # probe and our own warnings already say so once.
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-
-
-def serve(app: FastAPI, host: str, port: int, log_level: str = "info") -> None:
-    configure_logging(log_level)
+def serve(app: FastAPI, host: str, port: int, log_level: str = "info", *,
+          log_format: LogFormat = "text", service: str = "polku") -> None:
+    configure_logging(log_level, log_format, service)
     uvicorn.run(
         app,
         host=host,
         port=port,
         log_level=log_level,
+        # uvicorn's own text handlers, or none: its records then reach the JSON handler.
+        log_config=LOGGING_CONFIG if log_format == "text" else None,
         access_log=False,
         timeout_graceful_shutdown=20,
     )

@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.logs import LogFormat
 from shared.wire import Topics
 
 
@@ -101,3 +102,5 @@ class ServiceSettings(BaseSettings):
     actions_port: int = 8002
     journeys_dir: Path = Path("journeys")
     log_level: str = "info"
+    # `json`: one JSON object per line, without personal data (shared/logs.py); `text` as always.
+    log_format: LogFormat = "text"

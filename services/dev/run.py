@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import uvicorn
+from uvicorn.config import LOGGING_CONFIG
 
 from services.actions.settings import ActionsSettings
 from services.dev.app import create_app, demo_secret, lock_data_dir, write_key_of
@@ -17,7 +18,7 @@ from services.dev.demo import run_demo
 from services.dev.settings import DevSettings
 from services.dev.sink import create_sink
 from services.ingest.settings import IngestSettings
-from shared.serve import configure_logging
+from shared.logs import LogFormat, configure_logging
 
 
 class _SecondaryServer(uvicorn.Server):
@@ -55,25 +56,31 @@ def banner(settings: DevSettings, write_key: str, demo: bool) -> str:
 
 async def serve_dev(settings: DevSettings, demo: bool, log_level: str, *,
                     journeys_dir: Path | None = None, ingest: IngestSettings | None = None,
-                    actions: ActionsSettings | None = None) -> None:
-    """Serve until stopped; settings not given are read from the environment."""
+                    actions: ActionsSettings | None = None, log_format: LogFormat = "text"
+                    ) -> None:
+    """Serve until stopped; settings not given are read from the environment. With JSON logs
+    the banner and the sink's lines are log records too (neither names a person)."""
     lock_data_dir(settings.data_dir).close()  # a clear message now, not a failed start-up
     secret = demo_secret(settings)
-    configure_logging(log_level)
+    configure_logging(log_level, log_format, "dev")
+    show = print if log_format == "text" else logging.getLogger("polku.dev.sink").info
     logging.getLogger("httpx").setLevel(logging.WARNING)  # the demo's own requests
     logging.getLogger("alembic").setLevel(logging.WARNING)
     # The one place the embedded mode reads the process environment as a whole (the services'
     # settings classes read their own variables); see create_app for what it is used for.
     app = create_app(settings, demo_secret=secret, environ=os.environ, journeys_dir=journeys_dir,
                      ingest=ingest, actions=actions)
+    # uvicorn's own text handlers, or none: its records then reach the JSON handler.
+    log_config = LOGGING_CONFIG if log_format == "text" else None
     api = uvicorn.Server(uvicorn.Config(
         app, host=settings.host, port=settings.port, log_level=log_level,
-        access_log=False, timeout_graceful_shutdown=20,
+        access_log=False, timeout_graceful_shutdown=20, log_config=log_config,
     ))
     sink = _SecondaryServer(uvicorn.Config(
         # Loopback only, whatever the API binds: the sink has no token (DevSettings.sink_url).
-        create_sink(lambda: secret), host="127.0.0.1",
+        create_sink(lambda: secret, show), host="127.0.0.1",
         port=settings.sink_port, log_level="warning", access_log=False, lifespan="off",
+        log_config=log_config,
     ))
     sink_task = asyncio.create_task(sink.serve(), name="sink")
     api_task = asyncio.create_task(api.serve(), name="api")
@@ -83,7 +90,10 @@ async def serve_dev(settings: DevSettings, demo: bool, log_level: str, *,
     demo_task = None
     if api.started:
         write_key = write_key_of(app)
-        print(banner(settings, write_key, demo), flush=True)
+        if log_format == "text":
+            print(banner(settings, write_key, demo), flush=True)
+        else:
+            logging.getLogger("polku.dev").info(banner(settings, write_key, demo).strip())
         if demo:
             demo_task = asyncio.create_task(run_demo(
                 f"http://{settings.host}:{settings.port}", write_key,

@@ -28,6 +28,7 @@ from services.ingest.intake import Intake
 from services.ingest.privacy_api import PrivacyApi
 from services.ingest.publish import KafkaPublisher, Publisher
 from services.ingest.read_api import ReadApi, read_api_of
+from services.ingest.request_ids import RequestIds
 from services.ingest.schemas import component_schemas
 from services.ingest.settings import IngestSettings
 from services.ingest.sources import SourceDirectory
@@ -117,6 +118,7 @@ def add_api_routes(app: FastAPI) -> None:
     add_console_routes(app)
     app.add_exception_handler(IngestError, refused)  # type: ignore[arg-type]
     app.add_middleware(metrics.RequestMetrics)
+    app.add_middleware(RequestIds)  # outermost: the id is set before anything can log
     install_openapi(app)
 
 

@@ -86,11 +86,11 @@ def decode_touchpoint(message: object) -> Touchpoint:
         raise InvalidTouchpoint("message", "must be a JSON object")
     version = message.get("v")
     if version != TOUCHPOINT_VERSION or isinstance(version, bool):
-        raise InvalidTouchpoint("v", f"must be {TOUCHPOINT_VERSION}, got {version!r}")
+        raise InvalidTouchpoint("v", f"must be {TOUCHPOINT_VERSION}, got {_shown(version)}")
     kind = message.get("type")
     if kind not in TOUCHPOINT_TYPES:
         raise InvalidTouchpoint("type", f"must be one of {', '.join(TOUCHPOINT_TYPES)}, got "
-                                f"{kind!r}")
+                                f"{_shown(kind)}")
     user_id = _optional_text(message, "userId")
     anonymous_id = _optional_text(message, "anonymousId")
     if user_id is None and anonymous_id is None:
@@ -123,6 +123,14 @@ def decode_touchpoint(message: object) -> Touchpoint:
         original_timestamp=_optional_time(message, "originalTimestamp"),
         sent_at=_optional_time(message, "sentAt"),
     )
+
+
+def _shown(value: object) -> str:
+    """A wrong value as a problem may quote it: numbers as they are, anything else by its kind
+    only, since the stager logs the problem and the value could be anything (an email)."""
+    if value is None or isinstance(value, bool | int | float):
+        return repr(value)
+    return f"a {type(value).__name__} value"
 
 
 def _required_text(message: Mapping[str, Any], name: str) -> str:
@@ -170,5 +178,6 @@ def _time(key: str, value: str) -> datetime:
     try:
         return parse_time(value)
     except ValueError as e:
-        problem = str(e) if "time zone" in str(e) else f"{value!r} is not an ISO 8601 timestamp"
+        # Never the value itself (see _shown): the stager logs the problem.
+        problem = str(e) if "time zone" in str(e) else "is not an ISO 8601 timestamp"
         raise InvalidTouchpoint(key, problem) from None

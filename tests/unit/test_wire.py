@@ -138,6 +138,22 @@ def test_a_touchpoint_of_another_version_is_refused_naming_v(
         decode_touchpoint(without)
 
 
+@pytest.mark.parametrize("field", ["v", "type", "timestamp", "receivedAt"])
+def test_a_malformed_touchpoint_s_problem_never_quotes_the_value(field: str) -> None:
+    # The stager logs the problem of every message it dead-letters; the value could be an
+    # email (the dead letter itself keeps the whole message for the operator).
+    message = {**encode_touchpoint(
+        kind="track", message_id="m-1", contact="u-1", user_id="u-1", anonymous_id=None,
+        previous_id=None, group_id=None, event="Demo Requested", name=None, properties={},
+        traits={}, context={}, timestamp="2026-11-23T08:00:00.000Z", original_timestamp=None,
+        sent_at=None, received_at="2026-11-23T08:00:01.000Z", source_id="s-1"),
+        field: "canary@example.com"}
+    with pytest.raises(InvalidTouchpoint) as error:
+        decode_touchpoint(message)
+    assert error.value.field == field
+    assert "canary" not in str(error.value)
+
+
 def test_a_touchpoint_has_the_fields_docs_ingest_md_lists() -> None:
     message = encode_touchpoint(
         kind="track", message_id="m-1", contact="u-1", user_id="u-1", anonymous_id=None,
