@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install infra browser test up down logs lint bench run clean
+.PHONY: install infra browser prometheus test up down logs lint bench run clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@rm -f $(VENV)/.installed-*
@@ -25,7 +25,10 @@ infra: install  ## PostgreSQL and Kafka, installed and started if needed
 browser:  ## Debian's Chromium and ChromeDriver, for the console's browser tests
 	bash deploy/local/browser.sh install
 
-test: infra browser  ## the whole suite against the real broker and database, the console in Chromium
+prometheus:  ## Debian's Prometheus and promtool, for the tests of the alert rules and dashboard
+	bash deploy/local/prometheus.sh install
+
+test: infra browser prometheus  ## the whole suite against the real broker and database, the console in Chromium
 	$(BIN)/pytest -q -p no:cacheprovider
 
 up: infra  ## Kafka, PostgreSQL and the three services, in the background
