@@ -5,7 +5,8 @@ FastAPI's `{"detail": ...}`.
 /metrics answers every readiness check too (`polku_ready{check}`), so an alert sees a service
 that is up but cannot work even where nothing probes /readyz (compose, systemd). It exposes no
 `*_created` series: prometheus_client adds one beside every counter and histogram series,
-and in the text format Prometheus stores them as plain gauges, noise in every scrape.
+which Prometheus keeps as series of their own, noise in every scrape (the switch is read when
+/metrics answers, so it holds whatever was imported first).
 """
 
 from __future__ import annotations
