@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install infra browser kustomize test up down logs lint bench run clean
+.PHONY: install infra browser kustomize prometheus test up down logs lint bench run clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@rm -f $(VENV)/.installed-*
@@ -28,7 +28,10 @@ browser:  ## Debian's Chromium and ChromeDriver, for the console's browser tests
 kustomize:  ## kustomize, built from the Go module proxy, to render deploy/k8s for its tests
 	bash deploy/local/kustomize.sh install
 
-test: infra browser kustomize  ## the whole suite against the real broker and database, the console in Chromium
+prometheus:  ## Debian's Prometheus and promtool, for the tests of the alert rules and dashboard
+	bash deploy/local/prometheus.sh install
+
+test: infra browser kustomize prometheus  ## the whole suite against the real broker and database, the console in Chromium
 	$(BIN)/pytest -q -p no:cacheprovider
 
 up: infra  ## Kafka, PostgreSQL and the three services, in the background

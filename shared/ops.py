@@ -1,6 +1,13 @@
 """What every service's HTTP app has: /healthz, /readyz and /metrics, and the answer to a path
 or method it does not serve, in the documented error shape (docs/ingest.md) rather than
-FastAPI's `{"detail": ...}`."""
+FastAPI's `{"detail": ...}`.
+
+/metrics answers every readiness check too (`polku_ready{check}`), so an alert sees a service
+that is up but cannot work even where nothing probes /readyz (compose, systemd). It exposes no
+`*_created` series: prometheus_client adds one beside every counter and histogram series,
+which Prometheus keeps as series of their own, noise in every scrape (the switch is read when
+/metrics answers, so it holds whatever was imported first).
+"""
 
 from __future__ import annotations
 
@@ -11,12 +18,24 @@ from http import HTTPStatus
 from fastapi import FastAPI, Request, Response
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    Gauge,
+    disable_created_metrics,
+    generate_latest,
+)
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
 
 READINESS_TIMEOUT_S = 3.0
+
+# At import, before any scrape: every service app and `polku dev` mount add_ops_routes.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+READY = Gauge("polku_ready", "1 if the readiness check passed when last probed (/readyz or a "
+              "scrape of /metrics), else 0", ["check"])
 
 
 async def _probe(check: ReadinessCheck) -> bool:
@@ -24,6 +43,15 @@ async def _probe(check: ReadinessCheck) -> bool:
         return await asyncio.wait_for(check(), READINESS_TIMEOUT_S)
     except Exception:  # a probe that raises or hangs means "not ready", never a 500
         return False
+
+
+async def _readiness(checks: Mapping[str, ReadinessCheck]) -> dict[str, bool]:
+    """Every check at once, each also kept in `polku_ready`."""
+    names = list(checks)
+    results = await asyncio.gather(*(_probe(checks[n]) for n in names))
+    for name, ok in zip(names, results, strict=True):
+        READY.labels(name).set(1 if ok else 0)
+    return dict(zip(names, results, strict=True))
 
 
 async def _unrouted(request: Request, exc: Exception) -> Response:
@@ -59,10 +87,8 @@ def add_ops_routes(app: FastAPI, checks: Mapping[str, ReadinessCheck]) -> None:
 
     @app.get("/readyz", include_in_schema=False)
     async def readyz() -> JSONResponse:
-        names = list(checks)
-        results = await asyncio.gather(*(_probe(checks[n]) for n in names))
-        status = dict(zip(names, results, strict=True))
-        ok = all(results)
+        status = await _readiness(checks)
+        ok = all(status.values())
         return JSONResponse(
             {"status": "ready" if ok else "unavailable", "checks": status},
             status_code=200 if ok else 503,
@@ -70,4 +96,5 @@ def add_ops_routes(app: FastAPI, checks: Mapping[str, ReadinessCheck]) -> None:
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
+        await _readiness(checks)
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 
 from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
@@ -26,6 +27,7 @@ from services.actions.store import create_deliveries
 from shared.clock import Clock
 from shared.failures import failure_reason, failure_text, is_outage, isolate
 from shared.journey import Journey
+from shared.lag import ConsumerLag
 from shared.poll_loop import backoff, poll_until_stopped, seek_if_owned
 from shared.streams import OutRecord, RecordConsumer, RecordWriter
 from shared.wire import DeadLetter, MalformedTransition, MergedRecord, Topics, decode_record
@@ -66,6 +68,9 @@ class TransitionConsumer:
         self.on_created = on_created
         self.first_delay = first_delay
         self._stopping = asyncio.Event()
+        # Per partition, the time of the newest transition (or merge) applied, for the lag.
+        self._newest: dict[TopicPartition, datetime] = {}
+        self._lag = ConsumerLag(metrics.CONSUMER_LAG_RECORDS, metrics.CONSUMER_LAG_SECONDS)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -75,6 +80,7 @@ class TransitionConsumer:
                                  self._stopping)
 
     async def poll_once(self) -> None:
+        await self._lag.publish(self.consumer, self._newest, self.clock.now())
         batches: Batches = await self.consumer.getmany(
             timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.max_batch
         )
@@ -115,18 +121,21 @@ class TransitionConsumer:
         """Create the records' deliveries (one database transaction); dead-letter bad records."""
         planned: list[PlannedDelivery] = []
         dead: list[tuple[TopicPartition, ConsumerRecord[bytes, bytes], MalformedTransition]] = []
+        newest: dict[TopicPartition, datetime] = {}
         for tp, record in items:
             try:
                 read = decode_record(record.value)
             except MalformedTransition as exc:
                 dead.append((tp, record, exc))
                 continue
+            newest[tp] = read.merge.at if isinstance(read, MergedRecord) else read.transition.at
             found = plan(read, self.journeys)
             counter = metrics.MERGES if isinstance(read, MergedRecord) else metrics.TRANSITIONS
             counter.labels("matched" if found else "unmatched").inc()
             planned.extend(found)
         created = await create_deliveries(self.engine, planned, self.clock.now(),
                                           self.first_delay())
+        self._newest.update(newest)
         for delivery in created:
             metrics.DELIVERIES_CREATED.labels(delivery.endpoint_id).inc()
         for tp, record, error in dead:

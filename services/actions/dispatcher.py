@@ -302,6 +302,9 @@ class Dispatcher:
         if state.verdict is not Verdict.DELIVERED:
             _log_attempt(state, delivery, outcome)
         metrics.ATTEMPTS.labels(endpoint, state.verdict.value).inc()
+        if state.verdict is Verdict.DELIVERED:
+            seconds = (now - delivery.created_at).total_seconds()
+            metrics.TRANSITION_TO_DELIVERY.observe(max(0.0, seconds))
         if state.status == FAILED:
             metrics.DEAD_LETTERS.labels(endpoint).inc()
         return AttemptResult(delivery.id, token, endpoint, state.status, now,

@@ -3,6 +3,9 @@ GET /v1/endpoints for the URL), never a contact or a URL that might carry a toke
 
 from prometheus_client import Counter, Gauge, Histogram
 
+# Up to ten minutes: the default buckets stop at 10 s, and a retried delivery takes longer.
+FRESHNESS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+
 TRANSITIONS = Counter(
     "polku_actions_transitions_total", "Transition records consumed, by outcome", ["outcome"]
 )  # outcome: matched | unmatched | dead_letter (any record of the topic that could not be read)
@@ -40,4 +43,18 @@ IN_FLIGHT = Gauge("polku_actions_in_flight", "Delivery attempts running in this 
 ENDPOINTS_DISABLED = Counter(
     "polku_actions_endpoints_disabled_total", "Endpoints disabled after answering 410 Gone",
     ["endpoint"],
+)
+CONSUMER_LAG_RECORDS = Gauge(
+    "polku_actions_consumer_lag_records", "Records behind the end of each owned partition of the "
+    "transitions topic", ["partition"]
+)
+CONSUMER_LAG_SECONDS = Gauge(
+    "polku_actions_consumer_lag_seconds", "How late the webhooks of each owned partition are: now "
+    "minus the time of the newest transition read from it, 0 when caught up (shared/lag.py)",
+    ["partition"]
+)
+TRANSITION_TO_DELIVERY = Histogram(
+    "polku_actions_transition_to_delivery_seconds", "Time from reading a transition (its "
+    "delivery created) to the webhook being delivered, retries included",
+    buckets=FRESHNESS_BUCKETS,
 )

@@ -35,6 +35,7 @@ from services.stager.store import (
 from shared.clock import Clock
 from shared.failures import failure_reason, failure_text, is_outage, isolate
 from shared.journey import Journey
+from shared.lag import ConsumerLag
 from shared.poll_loop import backoff, poll_until_stopped, seek_if_owned
 from shared.streams import RecordConsumer, RecordWriter
 from shared.wire import Topics
@@ -84,6 +85,7 @@ class Stager:
         self._next_purge = 0.0
         # Per partition, the latest event time read since it was assigned (see timer_time).
         self._stream_time: dict[TopicPartition, datetime] = {}
+        self._lag = ConsumerLag(metrics.CONSUMER_LAG_RECORDS, metrics.CONSUMER_LAG_SECONDS)
 
     async def seek_assigned(self, assigned: list[TopicPartition]) -> None:
         offsets = await stored_offsets(self.engine, self.settings.group_id,
@@ -127,6 +129,7 @@ class Stager:
         ))
         now = time.monotonic()
         try:
+            await self._lag.publish(self.consumer, self._stream_time, self.clock.now())
             if now >= self._next_timer_sweep:
                 self._next_timer_sweep = now + self.settings.timer_interval_s
                 await self.sweep_timers()
@@ -186,7 +189,7 @@ class Stager:
             metrics.DEAD_LETTERS.labels(dead.reason).inc()
             log.warning("dead-lettered offset %d of partition %d: %s", dead.offset,
                         tp.partition, dead.error)
-        self._count(result.changes)
+        self._count(result.changes, self.clock.now())
         if result.changes.transitions or result.dead_letters or result.forwarded:
             # A batch that wrote nothing to the outbox skips the look; rows an earlier owner
             # left behind go out with the next timer sweep (every timer_interval_s).
@@ -238,7 +241,7 @@ class Stager:
                                             self.topics, self.settings.timer_batch)
                 for journey_id, _ in changes.states:
                     metrics.TIMERS_FIRED.labels(journey_id).inc()
-                self._count(changes)
+                self._count(changes, self.clock.now())
                 if len(changes.states) < self.settings.timer_batch:
                     break
             await publish_outbox(self.engine, self.writer, tp.partition, self.topics)
@@ -251,23 +254,20 @@ class Stager:
                 metrics.CONTACTS_IN_STAGE.labels(journey.id, stage.id).set(
                     counts.get((journey.id, stage.id), 0)
                 )
-        for tp in assignment:
-            try:
-                highwater = self.consumer.highwater(tp)
-                position = await self.consumer.position(tp)
-            except (KafkaError, AssertionError, KeyError):  # revoked meanwhile
-                continue
-            if highwater is not None:
-                metrics.CONSUMER_LAG.labels(str(tp.partition)).set(max(0, highwater - position))
 
     @staticmethod
-    def _count(changes: Changes) -> None:
+    def _count(changes: Changes, recorded: datetime) -> None:
+        """Count a batch's or sweep's transitions and stage durations; `recorded` is when its
+        transitions were committed."""
         # Grouped first: a labels() look-up costs more than the increment, and a batch repeats
         # the same few (journey, from, to) combinations thousands of times.
         moves = Counter((t.journey_id, t.from_stage or "", t.to_stage)
                         for t, _ in changes.transitions)
         for labels, count in moves.items():
             metrics.TRANSITIONS.labels(*labels).inc(count)
+        for transition, _ in changes.transitions:
+            seconds = (recorded - transition.at).total_seconds()
+            metrics.EVENT_TO_TRANSITION.observe(max(0.0, seconds))
         durations: dict[tuple[str, str], list[float]] = defaultdict(list)
         for journey_id, stage, seconds in changes.stage_durations:
             durations[(journey_id, stage)].append(seconds)

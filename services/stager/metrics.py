@@ -35,8 +35,21 @@ BATCH_SIZE = Histogram(
     buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000),
 )
 TIMERS_FIRED = Counter("polku_stager_timers_fired_total", "Timer ticks evaluated", ["journey"])
-CONSUMER_LAG = Gauge(
-    "polku_stager_consumer_lag", "Records behind the end of each owned partition", ["partition"]
+CONSUMER_LAG_RECORDS = Gauge(
+    "polku_stager_consumer_lag_records", "Records behind the end of each owned partition of the "
+    "touchpoints topic", ["partition"]
+)
+CONSUMER_LAG_SECONDS = Gauge(
+    "polku_stager_consumer_lag_seconds", "How stale the stages of each owned partition are: now "
+    "minus the latest event time applied from it, 0 when caught up (shared/lag.py)",
+    ["partition"]
+)
+# Up to ten minutes: the default buckets stop at 10 s, where a stager falling behind starts.
+FRESHNESS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+EVENT_TO_TRANSITION = Histogram(
+    "polku_stager_event_to_transition_seconds", "Time from a transition's event time to its "
+    "being recorded (for a timer's move: from the moment it was due)",
+    buckets=FRESHNESS_BUCKETS,
 )
 OUTBOX_PUBLISHED = Counter(
     "polku_stager_outbox_published_total", "Outbox records published to Kafka", ["topic_kind"]
