@@ -36,9 +36,23 @@ def test_promtool_accepts_the_rules_and_the_example_scrape_configs() -> None:
     checked = promtool("check", "rules", str(RULES))
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert f"SUCCESS: {len(_alerts())} rules found" in checked.stdout
-    for example in ("prometheus.yml", "prometheus-kubernetes.yml"):
-        config = promtool("check", "config", str(DEPLOY / "prometheus" / example))
-        assert config.returncode == 0, config.stdout + config.stderr
+    config = promtool("check", "config", str(DEPLOY / "prometheus" / "prometheus.yml"))
+    assert config.returncode == 0, config.stdout + config.stderr
+
+
+def test_promtool_accepts_the_kubernetes_scrape_config(tmp_path: Path) -> None:
+    # Debian's Prometheus is built without Kubernetes discovery, so its promtool rejects the
+    # kubernetes_sd_configs block itself; everything else (the relabelling that names the jobs
+    # polku-*) is checked as written, with file discovery in the block's place.
+    example = yaml.safe_load((DEPLOY / "prometheus" / "prometheus-kubernetes.yml").read_text())
+    (job,) = example["scrape_configs"]
+    assert job.pop("kubernetes_sd_configs") == [{"role": "pod"}]
+    job["file_sd_configs"] = [{"files": [str(tmp_path / "targets.json")]}]
+    example["rule_files"] = [str(DEPLOY / "prometheus" / "alerts.yml")]
+    checked_file = tmp_path / "prometheus.yml"
+    checked_file.write_text(yaml.safe_dump(example))
+    config = promtool("check", "config", str(checked_file))
+    assert config.returncode == 0, config.stdout + config.stderr
 
 
 def test_every_alert_passes_its_promtool_unit_tests() -> None:

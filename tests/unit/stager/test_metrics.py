@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from prometheus_client import REGISTRY
 
 from services.stager.consumer import Stager
@@ -49,7 +50,8 @@ def test_grouped_counting_adds_up_every_transition_and_duration() -> None:
     assert _value("polku_stager_time_in_stage_seconds_sum", in_a) == before[3] + 15.0
     # Every transition's event time is T0: each was recorded 90 s after it, in the 120 s bucket.
     assert _value("polku_stager_event_to_transition_seconds_count", {}) == before[4] + 6
-    assert _value("polku_stager_event_to_transition_seconds_sum", {}) == before[5] + 6 * 90.0
+    assert _value("polku_stager_event_to_transition_seconds_sum", {}) == pytest.approx(
+        before[5] + 6 * 90.0)
     assert _value("polku_stager_event_to_transition_seconds_bucket", {"le": "60.0"}) == before[6]
     assert (_value("polku_stager_event_to_transition_seconds_bucket", {"le": "120.0"})
             == before[7] + 6)
