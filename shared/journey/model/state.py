@@ -168,9 +168,7 @@ class ContactState:
             last_touch=_touch_from(data.get("last_touch")),
             traits=dict(data.get("traits") or {}),
             trait_times={k: parse_time(v) for k, v in (data.get("trait_times") or {}).items()},
-            counts={
-                k: tuple(parse_time(t) for t in v) for k, v in (data.get("counts") or {}).items()
-            },
+            counts={k: tuple(map(parse_time, v)) for k, v in (data.get("counts") or {}).items()},
             scores={
                 k: ScoreTotal(float(v["value"]), parse_time(v["as_of"]))
                 for k, v in (data.get("scores") or {}).items()
