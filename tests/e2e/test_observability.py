@@ -265,9 +265,12 @@ def test_every_alert_rule_evaluates_on_live_metrics(observed: Observed) -> None:
     assert len(rules) == len(re.findall(r"^\s+- alert:", RULES.read_text(), re.M))
     assert all(rule["health"] == "ok" for rule in rules), [
         (rule["name"], rule.get("lastError")) for rule in rules if rule["health"] != "ok"]
-    # The dead-lettered poison and the failing webhooks are seen (pending: `for:` runs).
+    # The dead-lettered poison, the failing webhooks and the endpoint disabled by its only 410
+    # are seen (pending: `for:` runs). The 410's counter went from 0 to 1: one that first
+    # appeared at 1 would show Prometheus no increase, and the alert would never fire.
     active = {rule["name"] for rule in rules if rule["state"] != "inactive"}
-    assert {"PolkuRecordsDeadLettered", "PolkuWebhooksDeadLettered"} <= active
+    assert {"PolkuRecordsDeadLettered", "PolkuWebhooksDeadLettered",
+            "PolkuEndpointDisabled"} <= active
 
 
 async def test_polku_dev_exposes_metrics_promtool_accepts_and_no_created_series(
