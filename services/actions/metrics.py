@@ -58,7 +58,7 @@ CONSUMER_LAG_RECORDS = Gauge(
 )
 CONSUMER_LAG_SECONDS = Gauge(
     "polku_actions_consumer_lag_seconds", "How late the webhooks of each owned partition are: now "
-    "minus the time of the newest transition read from it, 0 when caught up (shared/lag.py)",
+    "minus the latest time of a transition read from it, 0 when caught up (shared/lag.py)",
     ["partition"]
 )
 TRANSITION_TO_DELIVERY = Histogram(
