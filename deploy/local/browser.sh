@@ -4,8 +4,6 @@
 # so both come from Debian's packages, installed here when missing. Usage: browser.sh install|status
 source "$(dirname "$0")/common.sh"
 
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-
 CHROMIUM=/usr/bin/chromium
 CHROMEDRIVER=/usr/bin/chromedriver
 
@@ -14,8 +12,7 @@ installed() { [ -x "$CHROMIUM" ] && [ -x "$CHROMEDRIVER" ]; }
 install() {
   installed && return 0
   log "installing Chromium and ChromeDriver from Debian's packages"
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  apt_install chromium chromium-driver
   installed || { log "chromium or chromedriver is still missing after the install"; exit 1; }
 }
 

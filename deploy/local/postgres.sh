@@ -3,8 +3,6 @@
 # Creates the role and database Polku uses. Usage: postgres.sh install|start|stop|status
 source "$(dirname "$0")/common.sh"
 
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-
 pg_bindir() {
   local d
   d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
@@ -17,8 +15,7 @@ install() {
   # Polku runs its own cluster; keep the package from creating and starting a second one.
   as_root mkdir -p /etc/postgresql-common
   echo "create_main_cluster = false" | as_root tee /etc/postgresql-common/createcluster.conf >/dev/null
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  apt_install postgresql
 }
 
 # The server refuses to run as root, so as root it runs as the `postgres` system user,

@@ -1,13 +1,12 @@
 #!/usr/bin/env bash
 # Debian's Prometheus and promtool, for the tests of the alert rules and the Grafana dashboard
-# (tests/ops/). The tests run /usr/bin/promtool and /usr/bin/prometheus and never download a
-# binary, so both come from Debian's `prometheus` package, installed here when missing. The tests
-# start their own Prometheus on a free port with a scratch data directory, so whatever the
-# package's own service does (on systemd it starts on :9090) is left alone.
+# (tests/unit/test_alert_rules.py, tests/e2e/test_observability.py). The tests run
+# /usr/bin/promtool and /usr/bin/prometheus and never download a binary, so both come from
+# Debian's `prometheus` package, installed here when missing. The tests start their own
+# Prometheus on a free port with a scratch data directory, so whatever the package's own service
+# does (on systemd it starts on :9090) is left alone.
 # Usage: prometheus.sh install|status
 source "$(dirname "$0")/common.sh"
-
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 PROMETHEUS=/usr/bin/prometheus
 PROMTOOL=/usr/bin/promtool
@@ -17,10 +16,8 @@ installed() { [ -x "$PROMETHEUS" ] && [ -x "$PROMTOOL" ]; }
 install() {
   installed && return 0
   log "installing Prometheus and promtool from Debian's package"
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
   # --no-install-recommends: the exporters it recommends would start and listen on ports.
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    prometheus >/dev/null
+  apt_install --no-install-recommends prometheus
   installed || { log "prometheus or promtool is still missing after the install"; exit 1; }
 }
 

@@ -68,7 +68,8 @@ class TransitionConsumer:
         self.on_created = on_created
         self.first_delay = first_delay
         self._stopping = asyncio.Event()
-        # Per partition, the time of the newest transition (or merge) applied, for the lag.
+        # Per partition, the latest time of a transition (or merge) applied, for the lag: the
+        # latest, not the last, since a late touchpoint's transition comes after newer ones.
         self._newest: dict[TopicPartition, datetime] = {}
         self._lag = ConsumerLag(metrics.CONSUMER_LAG_RECORDS, metrics.CONSUMER_LAG_SECONDS)
 
@@ -128,14 +129,16 @@ class TransitionConsumer:
             except MalformedTransition as exc:
                 dead.append((tp, record, exc))
                 continue
-            newest[tp] = read.merge.at if isinstance(read, MergedRecord) else read.transition.at
+            at = read.merge.at if isinstance(read, MergedRecord) else read.transition.at
+            newest[tp] = max(at, newest.get(tp, at))
             found = plan(read, self.journeys)
             counter = metrics.MERGES if isinstance(read, MergedRecord) else metrics.TRANSITIONS
             counter.labels("matched" if found else "unmatched").inc()
             planned.extend(found)
         created = await create_deliveries(self.engine, planned, self.clock.now(),
                                           self.first_delay())
-        self._newest.update(newest)
+        for tp, at in newest.items():
+            self._newest[tp] = max(at, self._newest.get(tp, at))
         for delivery in created:
             metrics.DELIVERIES_CREATED.labels(delivery.endpoint_id).inc()
         for tp, record, error in dead:

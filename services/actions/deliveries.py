@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +43,12 @@ class PlannedDelivery:
 def endpoint_id(url: str) -> str:
     """A stable, non-personal name for an endpoint (metric label, API handle)."""
     return "ep_" + hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
+def endpoints_of(journeys: Iterable[Journey]) -> set[str]:
+    """The id of every endpoint the journeys send webhooks to."""
+    return {endpoint_id(target.url) for journey in journeys for action in journey.actions
+            for target in action.webhooks}
 
 
 def plan(record: TopicRecord, journeys: Mapping[str, Journey]) -> list[PlannedDelivery]:

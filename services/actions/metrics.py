@@ -1,5 +1,13 @@
 """Prometheus metrics of the actions worker. Labels name endpoints by id (`ep_...`, see
-GET /v1/endpoints for the URL), never a contact or a URL that might carry a token."""
+GET /v1/endpoints for the URL), never a contact or a URL that might carry a token.
+
+The counters the alert rules watch with `increase()` (deploy/prometheus/alerts.yml) exist at 0
+from the start, for every outcome and every endpoint of the journeys (count_from_zero):
+Prometheus sees no increase in a series whose first sample is already 1, so an endpoint's first
+410 or first dead letter would otherwise never raise an alert.
+"""
+
+from collections.abc import Iterable
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -50,7 +58,7 @@ CONSUMER_LAG_RECORDS = Gauge(
 )
 CONSUMER_LAG_SECONDS = Gauge(
     "polku_actions_consumer_lag_seconds", "How late the webhooks of each owned partition are: now "
-    "minus the time of the newest transition read from it, 0 when caught up (shared/lag.py)",
+    "minus the latest time of a transition read from it, 0 when caught up (shared/lag.py)",
     ["partition"]
 )
 TRANSITION_TO_DELIVERY = Histogram(
@@ -58,3 +66,16 @@ TRANSITION_TO_DELIVERY = Histogram(
     "delivery created) to the webhook being delivered, retries included",
     buckets=FRESHNESS_BUCKETS,
 )
+
+
+for _outcome in ("matched", "unmatched", "dead_letter"):
+    TRANSITIONS.labels(_outcome)
+for _outcome in ("matched", "unmatched"):
+    MERGES.labels(_outcome)
+
+
+def count_from_zero(endpoints: Iterable[str]) -> None:
+    """Expose each endpoint's dead letters and disablings as 0 before the first happens."""
+    for endpoint in endpoints:
+        DEAD_LETTERS.labels(endpoint)
+        ENDPOINTS_DISABLED.labels(endpoint)

@@ -12,7 +12,9 @@ from contextlib import AsyncExitStack
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.actions import metrics
 from services.actions.consumer import TransitionConsumer
+from services.actions.deliveries import endpoints_of
 from services.actions.dispatcher import Dispatcher
 from services.actions.egress import EgressPolicy, guarded_transport
 from services.actions.settings import ActionsSettings
@@ -53,6 +55,7 @@ def start_actions(
     :param egress: which addresses webhooks may reach.
     :param secrets: where the endpoints' signing secrets are found.
     """
+    metrics.count_from_zero(endpoints_of(journeys))
     # No client on top: no proxy from the environment (it would bypass the egress check), no
     # redirects, no cookies; see attempt.py.
     transport = guarded_transport(egress)

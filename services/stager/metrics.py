@@ -1,4 +1,9 @@
-"""Prometheus metrics of the stager. Labels name journeys, stages and partitions, never contacts."""
+"""Prometheus metrics of the stager. Labels name journeys, stages and partitions, never contacts.
+
+Every outcome of `polku_stager_events_total` exists at 0 from the start: the dead-letter alert
+(deploy/prometheus/alerts.yml) watches it with `increase()`, which sees nothing in a series
+whose first sample is already 1.
+"""
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -6,6 +11,8 @@ EVENTS = Counter(
     "polku_stager_events_total", "Touchpoints consumed, by outcome", ["outcome"]
 )  # outcome: applied | duplicate | dead_letter | forwarded (sent with an id merged into
 #   another) | suppressed (an erased person's)
+for _outcome in ("applied", "duplicate", "dead_letter", "forwarded", "suppressed"):
+    EVENTS.labels(_outcome)
 IDENTITY_LINKS = Counter(
     "polku_stager_identity_links_total", "Touchpoints linking two ids, by what became of the link",
     ["outcome"],

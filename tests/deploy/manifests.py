@@ -1,10 +1,11 @@
 """Renders the kustomize base in deploy/k8s and checks what it renders, with no cluster.
 
-Rendering: kustomize, built from the Go module proxy by deploy/local/kustomize.sh (`make test`
-runs it first). Checking: every object against the Kubernetes JSON schemas that the PyPI
-package kubernetes-validate ships (generated from Kubernetes' OpenAPI, one set per minor
-version), in strict mode, where a field the schema does not know is an error: a typo such as
-`livenessprobe` would otherwise be dropped by the API server without a word.
+Rendering: kustomize, built from the Go module proxy by deploy/local/kustomize.sh (`make
+kustomize`, which `make test` runs first; the tests never build or download it). Checking:
+every object against the Kubernetes JSON schemas that the PyPI package kubernetes-validate ships
+(generated from Kubernetes' OpenAPI, one set per minor version), in strict mode, where a field
+the schema does not know is an error: a typo such as `livenessprobe` would otherwise be dropped
+by the API server without a word.
 
 A kind with no schema in that set (a custom resource such as the Prometheus Operator's
 ServiceMonitor) fails the check unless it is listed in NOT_IN_THE_STANDARD_SCHEMAS with the
@@ -36,9 +37,9 @@ class RenderFailed(Exception):
 
 
 def kustomize() -> Path:
-    """The pinned kustomize (built on the first call on a new machine)."""
+    """The pinned kustomize, as `make kustomize` built it."""
     done = subprocess.run(["bash", str(ROOT / "deploy" / "local" / "kustomize.sh"), "path"],
-                          capture_output=True, text=True, timeout=900, check=False)
+                          capture_output=True, text=True, timeout=60, check=False)
     if done.returncode != 0:
         raise RenderFailed(f"kustomize.sh path failed: {done.stderr.strip()}")
     return Path(done.stdout.strip().splitlines()[-1])

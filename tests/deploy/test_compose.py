@@ -68,3 +68,14 @@ def test_a_service_starts_only_after_the_migration_succeeded(
 def test_the_infrastructure_says_when_it_is_healthy(services: dict[str, Any]) -> None:
     for name in ("kafka", "postgres"):
         assert services[name]["healthcheck"]["test"][0] == "CMD"
+
+
+def test_kafka_and_postgres_keep_their_data_on_their_volumes(services: dict[str, Any]) -> None:
+    # Where each image writes its data (apache/kafka defaults to a directory in /tmp of the
+    # container, postgres:15 to PGDATA's default) is on a named volume, so recreating the
+    # container loses nothing.
+    mounts = {name: dict(v.split(":")[::-1] for v in services[name]["volumes"])
+              for name in ("kafka", "postgres")}
+    assert mounts["kafka"][services["kafka"]["environment"]["KAFKA_LOG_DIRS"]] == "kafka-data"
+    assert mounts["postgres"]["/var/lib/postgresql/data"] == "pg-data"
+    assert "PGDATA" not in services["postgres"]["environment"]

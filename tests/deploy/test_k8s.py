@@ -252,3 +252,22 @@ def test_the_overlay_the_operations_guide_shows_renders_and_validates(tmp_path: 
     [journeys] = [o for n, o in of_kind(objects, "ConfigMap").items()
                   if n.startswith("polku-journeys")]
     assert set(journeys["data"]) == {"b2b-cto.yaml"}
+
+
+def test_the_rollback_patch_the_operations_guide_shows_drops_only_the_wait(
+        tmp_path: Path) -> None:
+    text = (ROOT / "docs" / "operations.md").read_text()
+    start = text.index("```yaml\n", text.index("Roll back with the wait removed")) + 8
+    overlay = tmp_path / "overlays" / "rollback"
+    overlay.mkdir(parents=True)
+    (overlay / "kustomization.yaml").write_text(
+        "resources: [../../deploy/k8s]\n" + text[start:text.index("```", start)])
+    (tmp_path / "deploy").mkdir()
+    os.symlink(BASE, tmp_path / "deploy" / "k8s")
+    objects = render(overlay)
+    assert schema_problems(objects) == []
+    for service in PORTS:
+        pod = deployment(objects, service)["spec"]["template"]["spec"]
+        assert "initContainers" not in pod
+        assert pod["containers"] == deployment(render(), service)["spec"]["template"]["spec"][
+            "containers"]

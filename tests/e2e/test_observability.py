@@ -207,13 +207,17 @@ def test_prometheus_scrapes_every_service(observed: Observed) -> None:
         for t in targets["data"]["activeTargets"]]
 
 
-def dashboard_queries() -> list[tuple[str, str]]:
-    """(panel title, expression) of every target of every panel, Grafana's variables replaced."""
+def dashboard_queries(journey: str | None = None) -> list[tuple[str, str]]:
+    """(panel title, expression) of every target of every panel, Grafana's variables replaced;
+    with `journey`, only the targets filtered by the journey variable, set to that one."""
+    values = VARIABLES | ({"$journey": journey} if journey else {})
     found = []
     for panel in json.loads(DASHBOARD.read_text())["panels"]:
         for target in panel.get("targets", []):
             expr = target["expr"]
-            for variable, value in VARIABLES.items():
+            if journey and "$journey" not in expr:
+                continue
+            for variable, value in values.items():
                 expr = expr.replace(variable, value)
             assert "$" not in expr, f"{panel['title']}: a variable the test does not know: {expr}"
             found.append((panel["title"], expr))
@@ -230,6 +234,25 @@ def test_every_dashboard_panel_query_returns_data(observed: Observed) -> None:
     empty = [(title, expr) for title, expr in queries
              if not has_numbers(query(observed.prometheus, expr))]
     assert not empty, "panels without data:\n" + "\n".join(f"{t}: {e}" for t, e in empty)
+
+
+def test_the_journey_variable_lists_the_journeys_and_narrows_the_journey_panels_to_one(
+    observed: Observed,
+) -> None:
+    [variable] = [v for v in json.loads(DASHBOARD.read_text())["templating"]["list"]
+                  if v["name"] == "journey"]
+    found = re.fullmatch(r"label_values\((\w+), journey\)", variable["definition"])
+    assert found and variable["query"]["query"] == variable["definition"]
+    # What Grafana asks Prometheus to fill the variable's list.
+    answer = httpx.get(f"{observed.prometheus}/api/v1/label/journey/values",
+                       params={"match[]": found[1]}, timeout=10).json()
+    assert set(answer["data"]) == {"deals", "quiet"}
+    queries = dashboard_queries(journey="quiet")
+    assert len(queries) >= 4
+    for title, expr in queries:
+        result = query(observed.prometheus, expr)
+        assert has_numbers(result), f"{title}: no data for one journey: {expr}"
+        assert {r["metric"]["journey"] for r in result} == {"quiet"}, title
 
 
 def test_the_breaker_the_lag_and_the_freshness_show_what_happened(observed: Observed) -> None:
@@ -265,9 +288,12 @@ def test_every_alert_rule_evaluates_on_live_metrics(observed: Observed) -> None:
     assert len(rules) == len(re.findall(r"^\s+- alert:", RULES.read_text(), re.M))
     assert all(rule["health"] == "ok" for rule in rules), [
         (rule["name"], rule.get("lastError")) for rule in rules if rule["health"] != "ok"]
-    # The dead-lettered poison and the failing webhooks are seen (pending: `for:` runs).
+    # The dead-lettered poison, the failing webhooks and the endpoint disabled by its only 410
+    # are seen (pending: `for:` runs). The 410's counter went from 0 to 1: one that first
+    # appeared at 1 would show Prometheus no increase, and the alert would never fire.
     active = {rule["name"] for rule in rules if rule["state"] != "inactive"}
-    assert {"PolkuRecordsDeadLettered", "PolkuWebhooksDeadLettered"} <= active
+    assert {"PolkuRecordsDeadLettered", "PolkuWebhooksDeadLettered",
+            "PolkuEndpointDisabled"} <= active
 
 
 async def test_polku_dev_exposes_metrics_promtool_accepts_and_no_created_series(

@@ -85,6 +85,24 @@ def test_every_alert_waits_has_a_severity_says_what_to_do_and_links_its_runbook(
         assert f"\n### {name}\n" in sections, f"docs/operations.md has no runbook for {name}"
 
 
+def test_every_counter_an_alert_watches_with_increase_exists_before_its_first_event() -> None:
+    # increase() sees nothing in a series whose first sample is already 1: an endpoint's first
+    # 410 would never alert if its counter only appeared then. The services create these at 0
+    # (an endpoint's as soon as the worker has loaded the journeys that name it).
+    fresh = "ep_0000000000000000"
+    services.actions.metrics.count_from_zero([fresh])
+    watched = re.findall(r"increase\((polku_[a-z_]+)(?:\{([^}]*)\})?\[", RULES.read_text())
+    assert len(watched) >= 4
+    samples = [s for family in REGISTRY.collect() for s in family.samples]
+    for name, matchers in watched:
+        wanted = dict(re.findall(r'(\w+)="([^"]*)"', matchers or ""))
+        found = [s for s in samples if s.name == name and wanted.items() <= s.labels.items()
+                 and s.labels.get("endpoint", fresh) == fresh]
+        assert found, f"{name}{{{matchers or ''}}} has no series until it first counts"
+        if "endpoint" in found[0].labels:
+            assert found[0].value == 0
+
+
 def _registered_names() -> set[str]:
     """Every series name the services' metrics can expose (histograms with their parts)."""
     names: set[str] = set()
