@@ -9,8 +9,9 @@ times, each by a fresh consumer group:
      dedupe row per event and the offset (the database floor for exactly-once bookkeeping);
   3. the stager itself: parse, dedupe, engine over every shipped journey, state upsert,
      transitions + outbox, offset, and publishing transitions back to Kafka. It runs in a
-     process of its own (spawned for it), so its memory is the stager's alone: RSS is sampled
-     while it runs (start and end of the timed part, and the process's peak, VmHWM);
+     process of its own (bench/stager_process.py), so its memory is the stager's alone: RSS
+     is sampled while it runs (start and end of the timed part, and the process's peak,
+     VmHWM);
   4. the peer: the same engine, journeys, decoding and transition records inside Quix Streams
      (bench/quix_peer.py, in its own environment), exactly-once, state in RocksDB.
 Polku's clock runs from its first committed batch to its last, counting the events committed
@@ -24,16 +25,14 @@ import argparse
 import asyncio
 import gc
 import json
-import multiprocessing
 import os
 import random
+import sys
 import time
-import traceback
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -241,41 +240,30 @@ async def run_stager(
         gc.set_threshold(*thresholds)
 
 
-def _stager_process(kafka: KafkaSettings, db: DatabaseSettings, n: int, journeys_dir: Path,
-                    answer: Connection) -> None:
-    """The body of the stager's own process: one run, its result sent back over `answer`."""
-    try:
-        run = asyncio.run(run_stager(kafka, db, n, load_journeys(journeys_dir)))
-        answer.send(("ok", run))
-    except BaseException:
-        answer.send(("error", traceback.format_exc()))
-    finally:
-        answer.close()
-
-
 async def run_stager_process(kafka: KafkaSettings, db: DatabaseSettings, n: int,
                              journeys_dir: Path) -> StagerRun:
-    """`run_stager` in a fresh process: what it measures is then the stager alone, not what
-    earlier benchmarks of `make bench` left in this one (their heap, their frozen objects)."""
-    context = multiprocessing.get_context("spawn")
-    receive, send = context.Pipe(duplex=False)
-    process = context.Process(target=_stager_process, args=(kafka, db, n, journeys_dir, send),
-                              name="bench-stager")
-    process.start()
-    send.close()  # so that `recv` ends (EOFError) if the process dies without an answer
+    """`run_stager` in a fresh process (bench/stager_process.py): what it measures is then the
+    stager alone, not what earlier benchmarks of `make bench` left in this one (their heap,
+    their frozen objects)."""
+    command = [sys.executable, "-m", "bench.stager_process",
+               "--touchpoints", kafka.touchpoints_topic, "--transitions", kafka.transitions_topic,
+               "--dead-letters", kafka.dead_letter_topic, "--partitions", str(kafka.partitions),
+               "--database", db.db, "--events", str(n), "--journeys", str(journeys_dir)]
+    process = await asyncio.create_subprocess_exec(
+        *command, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
-        outcome, value = await asyncio.to_thread(receive.recv)
-    except EOFError:
-        raise RuntimeError(f"the stager process died (exit code {process.exitcode})") from None
+        stdout, stderr = await process.communicate()
     finally:
-        receive.close()
-        await asyncio.to_thread(process.join, 30)
-        if process.is_alive():
+        if process.returncode is None:
             process.kill()
-    if outcome != "ok":
-        raise RuntimeError(f"the stager process failed:\n{value}")
-    assert isinstance(value, StagerRun)
-    return value
+            await process.wait()
+    if process.returncode != 0:
+        tail = stderr.decode(errors="replace").strip().splitlines()[-15:]
+        raise RuntimeError(f"the stager process failed (exit code {process.returncode}):\n"
+                           + "\n".join(tail))
+    data = json.loads(stdout.decode().strip().splitlines()[-1])
+    samples = [(float(s), int(e), float(m)) for s, e, m in data.pop("rss_samples")]
+    return StagerRun(**data, rss_samples=samples)
 
 
 # -- the Quix Streams peer ----------------------------------------------------------------------
