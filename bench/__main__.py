@@ -31,15 +31,21 @@ PIPELINE_RATE = 1_000
 PIPELINE_SECONDS = 60.0
 
 
-def benchmarks(args: argparse.Namespace) -> dict[str, Callable[[], Awaitable[list[Figure]]]]:
-    return {
+Measure = Callable[[], Awaitable[list[Figure]]]
+
+
+def benchmarks(args: argparse.Namespace) -> dict[str, Measure]:
+    chosen: dict[str, Measure] = {
         "ingest": lambda: ingest.figures(),
         "stager": lambda: stager.figures(scale_events=args.scale_events,
                                          scale_contacts=args.scale_events),
         "actions": lambda: actions.figures(),
         "pipeline": lambda: pipeline.figures(PIPELINE_RATE, args.pipeline_seconds),
         "embedded": lambda: embedded.figures(),
-    } | ({"funnel": lambda: funnel.figures()} if args.funnel else {})
+    }
+    if args.funnel:
+        chosen["funnel"] = lambda: funnel.figures()
+    return chosen
 
 
 async def run(args: argparse.Namespace) -> list[Figure]:
