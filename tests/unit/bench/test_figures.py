@@ -114,4 +114,4 @@ def test_with_many_contacts_the_rate_is_held_against_the_reference_and_rss_must_
     rate, rss = scale_figures(growing, reference)
     assert rate.met is False  # 0.7x the reference
     assert rss.met is False  # 30 % more at the end than at the start
-    assert "200 MiB when the clock started, 260 MiB at the end" in rss.note
+    assert "200 MiB a tenth of the way, 260 MiB at the end" in rss.note
