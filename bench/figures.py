@@ -88,6 +88,18 @@ def number(value: float | None, unit: str = "") -> str:
     return f"{text} {unit}".rstrip()
 
 
+def ratio_text(ratio: float) -> str:
+    """Two decimals near 1, fewer as it grows (a latency can be thousands of raw hops)."""
+    return f"{ratio:,.0f}" if ratio >= 100 else f"{ratio:.1f}" if ratio >= 10 else f"{ratio:.2f}"
+
+
+def count(n: int) -> str:
+    """200000 as 200k, 1000000 as 1M: how figure names give sizes."""
+    if n >= 1_000_000:
+        return f"{n / 1_000_000:g}M"
+    return f"{n / 1000:g}k" if n >= 1000 else str(n)
+
+
 def _cell(value: float | None, unit: str, name: str) -> str:
     if value is None:
         return "-"
@@ -104,7 +116,7 @@ def rows(figures: Sequence[Figure]) -> list[list[str]]:
             number(f.polku, f.unit),
             _cell(f.baseline, f.unit, f.baseline_name),
             _cell(f.peer, f.unit, f.peer_name),
-            "-" if ratio is None else f"{ratio:.2f}x {f.ratio_of}",
+            "-" if ratio is None else f"{ratio_text(ratio)}x {f.ratio_of}",
             f.aim or "-",
             {True: "yes", False: "NO", None: "-"}[f.met],
         ])

@@ -22,7 +22,7 @@ from typing import Any
 import asyncpg
 
 from bench.common import scratch_database
-from bench.figures import Figure
+from bench.figures import Figure, count
 from bench.funnel_data import END, SPAN, load
 from services.ingest import analytics
 from services.ingest.analytics import Period
@@ -112,7 +112,7 @@ async def figures(contacts: int = 1_000_000, moves: float = 4.0) -> list[Figure]
         finally:
             await engine.dispose()
     slowest = max(funnels)
-    return [Figure(f"funnel over {contacts // 1000:,}k contacts, slowest of {len(funnels)}",
+    return [Figure(f"funnel over {count(contacts)} contacts, slowest of {len(funnels)}",
                    slowest, "ms", aim=f"< {TARGET_MS:,.0f} ms", met=slowest < TARGET_MS,
                    details={"contacts": contacts, "transitions": written,
                             "funnel_medians_ms": funnels})]

@@ -42,7 +42,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from bench.common import memory_mb, rate, scratch_database, scratch_topics
-from bench.figures import Figure, all_met, at_least, at_most, failed
+from bench.figures import Figure, all_met, at_least, at_most, count, failed
 from services.stager import metrics
 from services.stager.app import kafka_consumer
 from services.stager.consumer import Stager
@@ -423,7 +423,7 @@ def _details(result: Scenario) -> dict[str, Any]:
 
 def rate_figure(result: Scenario) -> Figure:
     """The stager's rate beside the dedupe baseline and the peer, with the issue's aim."""
-    name = f"stager, {result.events // 1000:,}k events / {result.contacts // 1000:,}k contacts"
+    name = f"stager, {count(result.events)} events / {count(result.contacts)} contacts"
     aim = f">= {AIM_RATE:,.0f} ev/s and >= {AIM_OVER_PEER}x peer"
     polku = result.stager.rate if result.stager is not None else None
     peer = result.peer.rate if result.peer is not None else None
@@ -440,12 +440,12 @@ def scale_figures(scale: Scenario, reference: Scenario) -> list[Figure]:
     """With many contacts: the rate against the reference run's, and the stager's memory."""
     run = scale.stager
     assert run is not None and reference.stager is not None
-    contacts = f"{scale.contacts // 1000:,}k contacts ({scale.events // 1000:,}k events)"
+    contacts = f"{count(scale.contacts)} contacts ({count(scale.events)} events)"
     ratio = run.rate / reference.stager.rate
     samples = run.rss_samples
     return [
         Figure(f"stager, {contacts}", run.rate, "ev/s", reference.stager.rate,
-               f"{reference.contacts // 1000:,}k contacts", aim=f">= {AIM_SCALE_RATIO}x baseline",
+               f"{count(reference.contacts)} contacts", aim=f">= {AIM_SCALE_RATIO}x baseline",
                met=at_least(ratio, AIM_SCALE_RATIO), details=_details(scale)),
         Figure(f"stager peak RSS, {contacts}", run.rss_peak_mb, "MiB",
                aim=f"<= {AIM_RSS_MB:,.0f} MiB and flat (<= +{FLAT_GROWTH:.0%})",
@@ -471,7 +471,7 @@ async def figures(events: int = 200_000, contacts: int = 100_000,
                                    peer_python=None)
         except Exception as exc:
             reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            found.append(failed(f"stager, {scale_contacts // 1000:,}k contacts", "ev/s",
+            found.append(failed(f"stager, {count(scale_contacts)} contacts", "ev/s",
                                 reason))
         else:
             found += scale_figures(scale, main)

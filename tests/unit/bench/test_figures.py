@@ -10,9 +10,11 @@ from pathlib import Path
 from bench.figures import (
     Figure,
     all_met,
+    count,
     failed,
     machine,
     number,
+    ratio_text,
     record,
     rows,
     table,
@@ -38,7 +40,7 @@ def test_the_table_has_one_row_per_figure_with_units_names_ratio_and_verdict() -
     assert header == ["figure", "Polku", "baseline", "peer", "ratio", "aim", "met"]
     assert stager == ["stager", "9,000 ev/s", "30,000 ev/s (consume + dedupe)",
                       "6,000 ev/s (Quix Streams)", "1.50x peer", ">= 12,000 ev/s", "NO"]
-    assert latency[1:5] == ["120 ms", "4.2 ms (raw Kafka hop)", "-", "28.57x baseline"]
+    assert latency[1:5] == ["120 ms", "4.2 ms (raw Kafka hop)", "-", "28.6x baseline"]
     assert latency[6] == "yes"
 
 
@@ -57,6 +59,9 @@ def test_numbers_group_thousands_and_keep_one_decimal_below_a_hundred() -> None:
     assert number(12_345.6, "ev/s") == "12,346 ev/s"
     assert number(71.25, "ms") == "71.2 ms"
     assert number(None, "ms") == "-"
+    assert [ratio_text(r) for r in (0.456, 28.57, 28_865.1)] == ["0.46", "28.6", "28,865"]
+    assert [count(n) for n in (200_000, 1_000_000, 1_500_000, 500)] == [
+        "200k", "1M", "1.5M", "500"]
 
 
 def test_an_aim_is_met_only_when_every_part_is() -> None:
