@@ -58,7 +58,7 @@ $(PEER_STAMP): requirements.lock bench/requirements.txt
 bench-peer: $(PEER_STAMP)  ## the Quix Streams peer's own environment (bench only)
 
 bench: infra bench-peer  ## every benchmark, then one table (also in bench/results/latest.json)
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean: down
 	rm -rf .polku
