@@ -324,7 +324,13 @@ async def run_peer(kafka: KafkaSettings, n: int, journeys_dir: Path, python: Pat
                 last = now
                 break
             await asyncio.sleep(0.05)
-        stdout, stderr = await asyncio.wait_for(output, timeout=60)
+        if last is None and not output.done():
+            process.kill()  # out of time
+        # Once it has committed everything it only closes (consumer, producer, RocksDB).
+        await asyncio.wait({output}, timeout=60)
+        if not output.done():
+            process.kill()
+        stdout, stderr = await output
     finally:
         await admin.close()
         if process.returncode is None:
