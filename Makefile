@@ -3,8 +3,12 @@ SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
+# The Quix Streams peer of bench.stager needs an environment of its own: quixstreams 3.28
+# refuses the pydantic and pydantic-settings that requirements.lock pins (bench/requirements.txt).
+PEER_VENV := .venv-peer
+PEER_STAMP := $(PEER_VENV)/.installed-$(shell cat requirements.lock bench/requirements.txt | cksum | cut -d' ' -f1)
 
-.PHONY: install infra browser kustomize prometheus test up down logs lint bench run clean
+.PHONY: install infra browser kustomize prometheus test up down logs lint bench bench-peer run clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@rm -f $(VENV)/.installed-*
@@ -50,8 +54,17 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy shared services
 
-bench: infra
-	$(BIN)/python -m bench
+$(PEER_STAMP): requirements.lock bench/requirements.txt
+	@rm -f $(PEER_VENV)/.installed-*
+	@test -x $(PEER_VENV)/bin/python || python3 -m venv $(PEER_VENV)
+	@grep -v -E '^pydantic(_core|-settings)?==' requirements.lock > $(PEER_VENV)/constraints.txt
+	$(PEER_VENV)/bin/pip install -q --disable-pip-version-check -c $(PEER_VENV)/constraints.txt -r bench/requirements.txt
+	@touch $@
+
+bench-peer: $(PEER_STAMP)  ## the Quix Streams peer's own environment (bench only)
+
+bench: infra bench-peer  ## every benchmark, then one table (also in bench/results/latest.json)
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean: down
 	rm -rf .polku

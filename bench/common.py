@@ -162,3 +162,14 @@ class KeepAliveClient:
         finally:
             self.idle.put_nowait((reader, writer))
         return int(head.split(b" ", 2)[1]), answer
+
+
+def memory_mb(pid: int | str = "self") -> tuple[float, float]:
+    """A process's resident set now and at its peak (VmRSS, VmHWM), in MiB, from /proc."""
+    found = {"VmRSS:": 0.0, "VmHWM:": 0.0}
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            key = line.split(None, 1)[0]
+            if key in found:
+                found[key] = int(line.split()[1]) / 1024
+    return found["VmRSS:"], found["VmHWM:"]

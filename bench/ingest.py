@@ -32,6 +32,7 @@ from typing import Any
 import httpx
 
 from bench.common import KeepAliveClient, basic_auth, rate, scratch_database, scratch_topics
+from bench.figures import Figure, at_least
 from services.ingest.sources import create_source
 from shared.db.engine import make_engine
 from shared.kafka import durable_producer, ensure_topics
@@ -39,8 +40,11 @@ from shared.settings import KafkaSettings
 from tests.processes import ServiceProcess, service_env
 
 BATCH = 100
+# The aims of issue 14 (docs/performance.md).
+AIM_BATCHED_OVER_RAW = 0.7
+AIM_SINGLE = 6_000.0
 # Touchpoints drawn from the seeds, with the context a browser SDK sends along.
-EVENTS = [
+EVENTS: list[tuple[str, dict[str, Any]]] = [
     ("page", {"name": "Pricing", "properties": {"path": "/pricing", "title": "Pricing"}}),
     ("page", {"name": "Blog", "properties": {"path": "/blog/asiakaspolku"}}),
     ("track", {"event": "Ad Clicked", "properties": {"campaign": "spring", "cost": 0.42}}),
@@ -197,7 +201,9 @@ async def bench_raw(kafka: KafkaSettings, events: list[dict[str, Any]], seconds:
         await producer.stop()
 
 
-async def main(seconds: float, workers: int) -> None:
+async def figures(seconds: float = 8, workers: int = 32) -> list[Figure]:
+    """Both phases against a real ingest process and the raw producer, printed as they are
+    measured; the figures of issue 14: batched (against raw) and single events (absolute)."""
     kafka = scratch_topics("bench-ingest")
     await ensure_topics(kafka, [kafka.touchpoints_topic])
     events = make_events(20_000)
@@ -226,6 +232,27 @@ async def main(seconds: float, workers: int) -> None:
     print(report("raw aiokafka producer", raw_single, "baseline", "producer", "event"))
     print(report("ingest /v1/<type>", single, ratio(single, raw_single), "client", "request"))
 
+    batched_rate, raw_batched_rate = per_second(batched), per_second(raw_batched)
+    single_rate = per_second(single)
+    return [
+        Figure(f"ingest, batches of {BATCH}", batched_rate, "ev/s", raw_batched_rate,
+               "raw aiokafka", aim=f">= {AIM_BATCHED_OVER_RAW}x baseline",
+               met=at_least(batched_rate / raw_batched_rate, AIM_BATCHED_OVER_RAW),
+               details=_details(batched, raw_batched)),
+        Figure("ingest, single events", single_rate, "req/s", per_second(raw_single),
+               "raw aiokafka", aim=f">= {AIM_SINGLE:,.0f} req/s",
+               met=at_least(single_rate, AIM_SINGLE), details=_details(single, raw_single)),
+    ]
+
+
+def per_second(phase: Phase) -> float:
+    return phase.count / phase.seconds
+
+
+def _details(ingest: Phase, raw: Phase) -> dict[str, float]:
+    return {"server_cpu_us": ingest.server_cpu_s / max(ingest.count, 1) * 1e6,
+            "ack_wait_ms": ingest.ack_wait_s * 1e3, "raw_ack_wait_ms": raw.ack_wait_s * 1e3}
+
 
 def ratio(ingest: Phase, raw: Phase) -> str:
     return f"{(ingest.count / ingest.seconds) / (raw.count / raw.seconds):.0%} of raw"
@@ -244,4 +271,4 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=8)
     parser.add_argument("--concurrency", type=int, default=32)
     args = parser.parse_args()
-    asyncio.run(main(args.seconds, args.concurrency))
+    asyncio.run(figures(args.seconds, args.concurrency))

@@ -27,6 +27,7 @@ import time
 import uuid
 from collections import Counter
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -34,11 +35,16 @@ from aiokafka import AIOKafkaConsumer
 
 from bench.actions import SECRET, SECRET_ENV, Receiver, percentile, wait_count
 from bench.common import KeepAliveClient, basic_auth, scratch_database, scratch_topics
+from bench.figures import Figure, at_most, failed
 from services.ingest.sources import create_source
 from shared.db.engine import make_engine
 from shared.kafka import durable_producer, ensure_topics
 from shared.settings import KafkaSettings
 from tests.processes import ServiceProcess, service_env
+
+# The aims of issue 14 at 1,000 events/s (docs/performance.md).
+AIM_P50_MS = 50.0
+AIM_P99_MS = 150.0
 
 
 def write_journey(directory: Path, url: str) -> Path:
@@ -144,7 +150,21 @@ def describe(label: str, seconds: list[float]) -> str:
             f"max {max(ms):7.1f} ms   mean {statistics.fmean(ms):6.1f} ms   ({len(ms):,})")
 
 
-async def run(per_second: int, seconds: float) -> None:
+@dataclass(frozen=True)
+class PipelineResult:
+    baseline_ms: list[float]  # raw produce → consume, one hop
+    latencies_ms: list[float]  # event posted → webhook received, in the order they arrived
+    accepted: int  # events ingest accepted during the run
+    received: int  # their webhooks, within 60 s of the last post
+    posting_s: float  # how long posting them took (the offered rate held if ≈ the run's length)
+    lag_s: float  # from the last post's answer until the last webhook arrived
+
+    @property
+    def offered_rate(self) -> float:
+        return self.accepted / self.posting_s
+
+
+async def run(per_second: int, seconds: float) -> PipelineResult:
     os.environ[SECRET_ENV] = SECRET
     kafka = scratch_topics("bench-pipeline")
     with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
@@ -180,14 +200,58 @@ async def run(per_second: int, seconds: float) -> None:
             await wait_count(receiver, control, warm, timeout_s=60)
             await receiver.reset(control)
 
+            started = time.monotonic()
             accepted = await post_steadily(services[0].url, write_key, per_second, seconds)
+            posted = time.monotonic()
             got = await wait_count(receiver, control, accepted, timeout_s=60)
+            lag = time.monotonic() - posted
             latencies = (await receiver.stats(control))["latencies"]
             print(describe("polku     ingest → stager → actions → webhook", latencies))
             print(f"  {accepted:,} events accepted by ingest, {got:,} webhooks received")
             if got < accepted:
                 print(f"  only {got:,} of {accepted:,} accepted events reached the receiver "
                       "within 60 s: the pipeline is below the offered rate")
+            return PipelineResult([s * 1000 for s in baseline], [s * 1000 for s in latencies],
+                                  accepted, got, posted - started, lag)
+
+
+def figures_of(result: PipelineResult, per_second: int, seconds: float) -> list[Figure]:
+    """p50 and p99 beside the raw hop's, and whether anything queued up: how long after the
+    last post the last webhook came (about one latency when the pipeline keeps up)."""
+    ms, raw = result.latencies_ms, result.baseline_ms
+    at = f"@ {per_second:,} ev/s"
+    tenth = max(1, len(ms) // 10)
+    details = {"rate": per_second, "seconds": seconds, "accepted": result.accepted,
+               "received": result.received, "offered_rate": round(result.offered_rate, 1),
+               "posting_s": round(result.posting_s, 2), "lag_s": round(result.lag_s, 3),
+               "p50_first_tenth_ms": percentile(ms[:tenth], 50) if ms else None,
+               "p50_last_tenth_ms": percentile(ms[-tenth:], 50) if ms else None,
+               "max_ms": max(ms) if ms else None}
+    if not ms:
+        return [failed(f"event → webhook p50 {at}", "ms", "no webhook arrived")]
+    p50, p99 = percentile(ms, 50), percentile(ms, 99)
+    lag_ms = result.lag_s * 1000
+    queued = result.received < result.accepted
+    still = (f" ({result.accepted - result.received:,} still queued when the wait ended)"
+             if queued else "")
+    return [
+        Figure(f"event → webhook p50 {at}", p50, "ms", percentile(raw, 50), "raw Kafka hop",
+               aim=f"<= {AIM_P50_MS:.0f} ms", met=at_most(p50, AIM_P50_MS), details=details),
+        Figure(f"event → webhook p99 {at}", p99, "ms", percentile(raw, 99), "raw Kafka hop",
+               aim=f"<= {AIM_P99_MS:.0f} ms", met=at_most(p99, AIM_P99_MS)),
+        Figure(f"pipeline {at}: lag after the last post", lag_ms, "ms",
+               aim=f"<= {AIM_P99_MS:.0f} ms (nothing queued)",
+               met=not queued and lag_ms <= AIM_P99_MS,
+               note=(f"offered {result.offered_rate:,.0f} ev/s over {result.posting_s:.0f} s; "
+                     f"{result.received:,} of {result.accepted:,} webhooks arrived{still}; p50 "
+                     f"{details['p50_first_tenth_ms']:.0f} ms in the first tenth of arrivals, "
+                     f"{details['p50_last_tenth_ms']:.0f} ms in the last")),
+    ]
+
+
+async def figures(per_second: int = 1000, seconds: float = 60.0) -> list[Figure]:
+    result = await run(per_second, seconds)
+    return figures_of(result, per_second, seconds)
 
 
 def main() -> None:
