@@ -10,11 +10,12 @@ the stager alone, not what earlier benchmarks of `make bench` left in the parent
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 from dataclasses import asdict
 from pathlib import Path
+
+import uvloop
 
 from bench.stager import run_stager
 from shared.journey import load_journeys
@@ -34,7 +35,8 @@ def main() -> None:
         "touchpoints_topic": args.touchpoints, "transitions_topic": args.transitions,
         "dead_letter_topic": args.dead_letters, "partitions": args.partitions})
     database = DatabaseSettings().model_copy(update={"db": args.database})
-    run = asyncio.run(run_stager(kafka, database, args.events, load_journeys(args.journeys)))
+    # On uvloop, as `polku stager` runs under uvicorn (which picks uvloop when installed).
+    run = uvloop.run(run_stager(kafka, database, args.events, load_journeys(args.journeys)))
     print(json.dumps(asdict(run)), flush=True)
 
 
