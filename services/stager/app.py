@@ -40,7 +40,7 @@ def kafka_consumer(kafka: KafkaSettings, settings: StagerSettings) -> AIOKafkaCo
         kafka, settings.group_id,
         session_timeout_ms=settings.session_timeout_ms,
         heartbeat_interval_ms=settings.heartbeat_interval_ms,
-        max_partition_fetch_bytes=4 * 1024 * 1024,
+        max_partition_fetch_bytes=settings.max_partition_fetch_bytes,
         fetch_min_bytes=settings.fetch_min_bytes,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
     )
