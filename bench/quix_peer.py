@@ -43,8 +43,9 @@ from shared.wire import decode_touchpoint, encode_transition
 # performance.md lists them beside the stager's own.
 COMMIT_INTERVAL_S = 5.0  # Quix's default; a checkpoint (one transaction) every 5 s
 CONSUMER_CONFIG = {
-    # The stager's fetch sizes (services/stager/app.py): up to 4 MiB per partition per fetch,
-    # and the broker holds a fetch until 64 KiB are there or 50 ms have passed.
+    # Up to 4 MiB per partition per fetch (the stager fetches 1 MiB, to bound its memory: the
+    # larger fetch can only favour the peer), and the broker holds a fetch until 64 KiB are
+    # there or 50 ms have passed, as it does the stager's.
     "max.partition.fetch.bytes": 4 * 1024 * 1024,
     "fetch.min.bytes": 64 * 1024,
     "fetch.wait.max.ms": 50,
