@@ -22,11 +22,19 @@ from typing import Any
 
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
+from prometheus_client import Gauge
 
 from shared.streams import RecordConsumer
 
 # How long a worker waits before retrying after an outage.
 BACKOFF_S = 1.0
+
+
+# Set after every poll: a loop stuck in an await (a hung connection, a bug) stops moving it while
+# the process still answers /metrics and /healthz (alert PolkuWorkerStalled). Lag alone would
+# not tell, since a stuck loop also stops updating the lag gauges.
+LAST_POLL = Gauge("polku_worker_last_poll_timestamp_seconds",
+                  "Unix time at which the worker's poll loop last finished a poll", ["worker"])
 
 
 async def poll_until_stopped(
@@ -35,15 +43,20 @@ async def poll_until_stopped(
     poll_once: Callable[[], Awaitable[None]],
     stopping: asyncio.Event,
     *,
+    worker: str,
     listener: Any = None,
 ) -> None:
     """Subscribe `consumer` to `topics` (with a rebalance `listener`, if given), start it, call
-    `poll_once` until `stopping` is set, and stop the consumer however the loop ends."""
+    `poll_once` until `stopping` is set, and stop the consumer however the loop ends. `worker`
+    names the loop in polku_worker_last_poll_timestamp_seconds."""
+    last_poll = LAST_POLL.labels(worker)
     consumer.subscribe(list(topics), listener=listener)
     await consumer.start()
+    last_poll.set_to_current_time()
     try:
         while not stopping.is_set():
             await poll_once()
+            last_poll.set_to_current_time()
     finally:
         await consumer.stop()
 

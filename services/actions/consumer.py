@@ -78,7 +78,7 @@ class TransitionConsumer:
 
     async def run(self) -> None:
         await poll_until_stopped(self.consumer, [self.topics.transitions], self.poll_once,
-                                 self._stopping)
+                                 self._stopping, worker="actions")
 
     async def poll_once(self) -> None:
         await self._lag.publish(self.consumer, self._newest, self.clock.now())

@@ -114,7 +114,8 @@ class Stager:
 
     async def run(self) -> None:
         await poll_until_stopped(self.consumer, [self.topics.touchpoints], self.poll_once,
-                                 self._stopping, listener=_SeekToStoredOffsets(self))
+                                 self._stopping, worker="stager",
+                                 listener=_SeekToStoredOffsets(self))
 
     async def poll_once(self) -> None:
         owned = max(1, len(self.consumer.assignment()))

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from aiokafka import TopicPartition
 
-from shared.poll_loop import backoff, poll_until_stopped
+from shared.poll_loop import LAST_POLL, backoff, poll_until_stopped
 
 
 class FakeConsumer:
@@ -60,7 +60,8 @@ async def test_the_loop_subscribes_starts_polls_until_stopped_and_stops_the_cons
         if polls == 3:
             stopping.set()  # the poll in progress finishes; no other starts
 
-    await poll_until_stopped(consumer, ("touchpoints",), poll_once, stopping, listener=listener)
+    await poll_until_stopped(consumer, ("touchpoints",), poll_once, stopping, worker="test",
+                             listener=listener)
     assert consumer.calls == ["subscribe", "start", "poll", "poll", "poll", "stop"]
     assert consumer.topics == ["touchpoints"] and consumer.listener is listener
 
@@ -72,7 +73,8 @@ async def test_a_poll_that_raises_still_stops_the_consumer() -> None:
         raise ValueError("a bug in the batch logic")
 
     with pytest.raises(ValueError, match="a bug"):
-        await poll_until_stopped(consumer, ["transitions"], poll_once, asyncio.Event())
+        await poll_until_stopped(consumer, ["transitions"], poll_once, asyncio.Event(),
+                                 worker="test")
     assert consumer.calls == ["subscribe", "start", "stop"]
 
 
@@ -83,8 +85,33 @@ async def test_a_worker_asked_to_stop_does_not_poll_at_all() -> None:
     async def poll_once() -> None:
         raise AssertionError("polled after stop")
 
-    await poll_until_stopped(consumer, ["transitions"], poll_once, stopping)
+    await poll_until_stopped(consumer, ["transitions"], poll_once, stopping, worker="test")
     assert consumer.calls == ["subscribe", "start", "stop"]
+
+
+async def test_each_finished_poll_moves_the_loops_heartbeat_and_a_stuck_one_does_not() -> None:
+    consumer, stopping = FakeConsumer(), asyncio.Event()
+    heartbeat = LAST_POLL.labels("heartbeat-test")
+    seen: list[float] = []
+    stuck = asyncio.Event()
+
+    async def poll_once() -> None:
+        seen.append(heartbeat._value.get())
+        if len(seen) == 3:
+            stuck.set()
+            await asyncio.sleep(3600)  # a hung await: the heartbeat must stay where it was
+        await asyncio.sleep(0.02)
+
+    loop = asyncio.create_task(poll_until_stopped(consumer, ["t"], poll_once, stopping,
+                                                  worker="heartbeat-test"))
+    await stuck.wait()
+    await asyncio.sleep(0.05)
+    assert 0 < seen[0] < seen[1] < seen[2]  # set at start, then after each finished poll
+    assert heartbeat._value.get() == seen[2]  # not moved while the third poll hangs
+    loop.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await loop
+    assert consumer.calls[-1] == "stop"
 
 
 async def test_the_backoff_waits_its_time_unless_the_worker_is_stopped() -> None:
