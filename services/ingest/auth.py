@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 from typing import Any
 
 from services.ingest.errors import RateLimited, Unauthorized, Unavailable
@@ -17,6 +18,13 @@ def key_from_header(authorization: str | None) -> str | None:
     """
     if authorization is None:
         return None
+    return _basic_key(authorization)
+
+
+# A sender repeats the same header on every request: decoding it once saves a base64 decode per
+# request. Refusals raise, so only headers that carry a key are kept.
+@functools.lru_cache(maxsize=1024)
+def _basic_key(authorization: str) -> str:
     scheme, _, credentials = authorization.strip().partition(" ")
     if scheme.lower() != "basic":
         raise Unauthorized("Authorization", "use HTTP Basic with the write key as the user name")

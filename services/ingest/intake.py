@@ -5,6 +5,7 @@ Independent of HTTP: routes.py reads the request, this module decides, errors.py
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -25,10 +26,12 @@ from services.ingest.publish import NotAcknowledged, Publisher
 from services.ingest.ratelimit import RateLimiter
 from services.ingest.settings import IngestSettings
 from services.ingest.sources import Source, SourceLookup
-from services.ingest.touchpoint import Arrival, Instant, Record, to_record
+from services.ingest.touchpoint import TYPES, Arrival, Instant, Record, to_record
 from shared.privacy import SuppressionList
 
 log = logging.getLogger(__name__)
+
+ACCEPTED = metrics.accepted_by_type(TYPES)
 
 
 @dataclass
@@ -62,8 +65,7 @@ class Intake:
         only a batch with no valid item at all is refused.
         """
         self._admit(source, len(calls))
-        arrival = Arrival.now(source.id, self.settings.max_event_bytes,
-                              timedelta(seconds=self.settings.max_future_skew_s))
+        arrival = Arrival.now(source.id, self.settings.max_event_bytes, self._max_future_skew)
         records: list[Record] = []
         rejections: list[Rejection] = []
         # Hashing an event's ids only while some id is suppressed keeps the common path free.
@@ -105,9 +107,16 @@ class Intake:
                 f"{exc}; the request is not acknowledged, retry it (with the same messageIds)",
                 retry_after_s=self.settings.retry_after_s, events=len(records)
             ) from exc
-        for call_type, count in Counter(r.type for r in records).items():
-            metrics.EVENTS_ACCEPTED.labels(type=call_type).inc(count)
+        if len(records) == 1:
+            ACCEPTED[records[0].type].inc()
+        else:
+            for call_type, count in Counter(r.type for r in records).items():
+                ACCEPTED[call_type].inc(count)
         return len(records) + suppressed, rejections
+
+    @functools.cached_property
+    def _max_future_skew(self) -> timedelta:
+        return timedelta(seconds=self.settings.max_future_skew_s)
 
     def _admit(self, source: Source, events: int) -> None:
         if source.rate_limit_per_s is None:

@@ -16,6 +16,7 @@ it is wrong (the SDKs drop what is refused with 401 and retry what is refused wi
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import secrets
@@ -80,6 +81,8 @@ class DuplicateSource(Exception):
     pass
 
 
+# Kept for the keys last seen: every request of a sender carries the same key.
+@functools.lru_cache(maxsize=1024)
 def hash_key(write_key: str) -> str:
     return hashlib.sha256(write_key.encode("utf-8", "surrogatepass")).hexdigest()
 

@@ -12,10 +12,10 @@ import json
 import math
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
+import orjson
 from pydantic_core import PydanticSerializationError, to_json
 
 from services.ingest.errors import InvalidEvent
@@ -39,9 +39,9 @@ class Record(NamedTuple):
     type: str
 
 
-@dataclass(frozen=True, slots=True)
-class Arrival:
-    """What the server knows about the request that carried the calls."""
+class Arrival(NamedTuple):
+    """What the server knows about the request that carried the calls (one per request: a named
+    tuple is cheaper to create than a frozen dataclass)."""
 
     received_at: datetime
     received_text: str
@@ -81,7 +81,8 @@ def to_record(
     """
     if not isinstance(call, dict):
         raise InvalidEvent(None, "must be a JSON object")
-    _check_size(call, arrival.max_event_bytes)
+    # A batch's context is merged into the message: only plain with it when there is none.
+    plain = _check_size(call, arrival.max_event_bytes) and not batch_context
     get = call.get
     if kind is None:
         kind = get("type")
@@ -149,22 +150,58 @@ def to_record(
         event or None, name or None, properties, traits, context,
         timestamp, original, sent_at, arrival.received_text, arrival.source_id, adjusted,
     )
-    return Record(contact.encode(), _serialise(message), kind)
+    return Record(contact.encode(), _encode_plain(message) if plain else _serialise(message),
+                  kind)
 
 
-def _check_size(call: dict[str, Any], limit: int) -> None:
+def _check_size(call: dict[str, Any], limit: int) -> bool:
     """The per-event limit, on the call as JSON: exactly what docs/ingest.md promises.
 
     A single call's body is bounded while it is read; a batch item is not, so every call is
-    measured here, before the server adds its own fields (receivedAt, sourceId, ...).
+    measured here, before the server adds its own fields (receivedAt, sourceId, ...). True when
+    the call is plain (see _plain_json), so the message made of it may be encoded by orjson.
     """
-    try:
-        size = len(to_json(call))
-    except PydanticSerializationError as exc:  # nesting deeper than the serialiser allows
-        raise InvalidEvent(None, f"cannot be stored: {exc}") from None
+    data = _plain_json(call)
+    plain = data is not None
+    if data is None:
+        try:
+            data = to_json(call)
+        except PydanticSerializationError as exc:  # nesting deeper than the serialiser allows
+            raise InvalidEvent(None, f"cannot be stored: {exc}") from None
+    size = len(data)
     if size > limit:
         raise InvalidEvent(None, f"the event is {size:,} bytes as JSON; at most {limit:,} "
                            "bytes are allowed per event", "too_large")
+    return plain
+
+
+def _plain_json(value: dict[str, Any]) -> bytes | None:
+    """orjson's encoding of `value`, when it is exactly pydantic-core's and needs no check.
+
+    orjson encodes these dicts 3-4 times faster, with the same bytes for every string, every
+    finite float and every integer it takes (tests/unit/ingest/test_plain_json.py). It differs
+    on what _serialise refuses or must inspect: it writes a number too large for a double
+    (parsed as infinity) as null, and refuses integers beyond 64 bits. So its bytes are used
+    only when every `null` in them stands for a top-level None (no infinity can hide) and no
+    string holds a NUL; None sends the call down the checked path of pydantic-core.
+    """
+    try:
+        data = orjson.dumps(value)
+    except orjson.JSONEncodeError:  # an integer beyond 64 bits
+        return None
+    if b"\\u0000" in data:
+        return None
+    if b"null" in data and data.count(b"null") != list(value.values()).count(None):
+        return None
+    return data
+
+
+def _encode_plain(message: dict[str, Any]) -> bytes:
+    """A message made of a plain call (and the server's own strings) is plain too: orjson."""
+    try:
+        return orjson.dumps(message)
+    except orjson.JSONEncodeError:  # cannot happen for a plain call; never fail on it
+        return _serialise(message)
 
 
 class Instant(NamedTuple):
