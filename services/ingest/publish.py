@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from aiokafka.errors import (
     IllegalStateError,
     InvalidProducerEpoch,
@@ -111,7 +111,7 @@ class KafkaPublisher:
         self._deadline_s = deadline_s
         self._retry_s = retry_s
         self._hash = ContactHashes()
-        self._targets: tuple[set[int], list[TopicPartition]] = (set(), [])
+        self._partitions: tuple[set[int], list[int]] = (set(), [])
         self._start: Callable[[], AIOKafkaProducer] | None = None
         self._finished: AIOKafkaProducer | None = None  # known finished, being replaced
         self._replacing: asyncio.Task[None] | None = None
@@ -192,26 +192,18 @@ class KafkaPublisher:
         futures: list[asyncio.Future[object]] = []
         acknowledged = 0
         try:
-            # Waits only without metadata, which is what happens while the broker is away (the
-            # deadline bounds that too); this is the check send() makes for each record.
-            targets = self._targets_of(await producer.partitions_for(topic))
-            count = len(targets)
+            # send() only waits when it has no metadata or the partition's buffer is full,
+            # which is what happens while the broker is away: the deadline bounds that too.
+            # Cancelling a send() that is still waiting withdraws its record.
+            partitions = self._partitions_of(await producer.partitions_for(topic))
+            count = len(partitions)
             if not count:
                 raise NotAcknowledged(f"Kafka reports no partitions for {topic!r}")
-            # Each record goes to the producer's accumulator as send() would put it there, but
-            # without what send() repeats per record and a request's records share (the metadata
-            # wait above, checking the partition, estimating the size of a record far below the
-            # request limit, a TopicPartition, a debug line): ~2 µs less per event, a tenth of
-            # ingest's cost per event of a batch (bench.ingest). aiokafka has no public call for
-            # it; its version is pinned (pyproject.toml) and tests/integration exercise this.
-            # add_message only waits while the partition's buffer is full (the broker away):
-            # the deadline bounds that, and cancelling the wait withdraws the record.
-            append = producer._message_accumulator.add_message
+            send = producer.send
             contact_hash = self._hash
-            deadline_s = self._deadline_s
             for key, value, _ in records:
-                futures.append(await append(targets[contact_hash(key) % count], key, value,
-                                            deadline_s))
+                partition = partitions[contact_hash(key) % count]
+                futures.append(await send(topic, value, key=key, partition=partition))
             # One by one rather than asyncio.wait(): the records of a produce request are
             # acknowledged together, so this suspends about once per partition instead of
             # scheduling a callback per record. Cancelling a record's future on timeout
@@ -235,14 +227,14 @@ class KafkaPublisher:
             _abandon(futures[acknowledged:])
             raise
 
-    def _targets_of(self, partitions: set[int]) -> list[TopicPartition]:
-        """The topic's partitions in order, as aiokafka names them; made again only when the
-        partitions change (partitions_for gives a new set each time)."""
-        known, targets = self._targets
+    def _partitions_of(self, partitions: set[int]) -> list[int]:
+        """The topic's partitions in order; sorted again only when they change (partitions_for
+        gives a new set each time)."""
+        known, ordered = self._partitions
         if partitions != known:
-            targets = [TopicPartition(self._topic, p) for p in sorted(partitions)]
-            self._targets = (partitions, targets)
-        return targets
+            ordered = sorted(partitions)
+            self._partitions = (partitions, ordered)
+        return ordered
 
     async def _replace(self, finished: AIOKafkaProducer, why: str) -> None:
         """Swap `finished` for a new producer. However many requests call this for the same
