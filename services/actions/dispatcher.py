@@ -30,7 +30,6 @@ from collections import Counter, deque
 from collections.abc import Callable
 from datetime import timedelta
 
-import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.actions import metrics
@@ -43,6 +42,7 @@ from services.actions.retry import RetrySchedule
 from services.actions.settings import ActionsSettings
 from services.actions.signing import SecretUnavailable, SigningSecrets
 from services.actions.store import FAILED, AttemptResult, Delivery, claim_due
+from services.actions.transport import HttpTransport
 from shared.clock import Clock
 from shared.failures import is_outage
 from shared.poll_loop import backoff
@@ -59,7 +59,7 @@ class Dispatcher:
         self,
         engine: AsyncEngine,
         settings: ActionsSettings,
-        transport: httpx.AsyncBaseTransport,
+        transport: HttpTransport,
         clock: Clock,
         *,
         secrets: SigningSecrets,
