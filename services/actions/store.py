@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.actions.deliveries import PlannedDelivery
-from shared.db.dialect import insert
+from shared.db.dialect import insert, is_postgres
 from shared.db.tables import webhook_deliveries as deliveries
 from shared.db.tables import webhook_endpoints as endpoints
 from shared.privacy import hold_against_erasure, suppressed_among
@@ -105,53 +105,158 @@ class AttemptResult:
     gone: bool = False  # 410: disable the endpoint and dead-letter what waits for it
 
 
+@dataclass(frozen=True)
+class Claim:
+    """A claim made as deliveries are created: up to `room[endpoint]` of each endpoint's new
+    deliveries are leased to `token` in the same insert, so the worker that creates them
+    attempts them at once, without claiming them from the database first."""
+
+    token: str
+    lease_until: datetime
+    room: Mapping[str, int]
+
+
+@dataclass(frozen=True)
+class Created:
+    deliveries: list[PlannedDelivery]  # every delivery created
+    claimed: list[Delivery]  # those of them leased to the claim's token
+
+
 async def create_deliveries(
     engine: AsyncEngine, planned: Sequence[PlannedDelivery], now: datetime,
     first_delay_s: float = 0.0,
 ) -> list[PlannedDelivery]:
     """Insert the deliveries that don't exist yet, in one transaction; returns those created.
     Their first attempt is due `first_delay_s` after `now` (the retry schedule's first delay).
+    """
+    return (await create_and_claim(engine, planned, now, first_delay_s)).deliveries
+
+
+async def create_and_claim(
+    engine: AsyncEngine, planned: Sequence[PlannedDelivery], now: datetime,
+    first_delay_s: float = 0.0, claim: Claim | None = None,
+) -> Created:
+    """create_deliveries, leasing some of them to `claim` as they are inserted (only when they
+    are due at once: `first_delay_s` 0).
 
     Deliveries to an endpoint disabled by a 410 are created as dead letters straight away, so
     they show up in GET /v1/deliveries?status=failed and can be replayed once it is re-enabled.
+    A delivery that already exists (a redelivered transition) is neither created nor claimed.
     """
+    # A batch may carry the same transition twice (the stager publishes at least once).
+    unique: dict[str, PlannedDelivery] = {}
+    for p in planned:
+        unique.setdefault(p.id, p)
+    planned = list(unique.values())
     if not planned:
-        return []
-    created: set[str] = set()
+        return Created([], [])
     async with engine.begin() as conn:
         # Erased people get no deliveries, even from transitions still on the log.
         await hold_against_erasure(conn)
         suppressed = await suppressed_among(conn, {p.contact for p in planned})
         planned = [p for p in planned if p.contact not in suppressed]
         if not planned:
-            return []
-        urls = {p.endpoint_id: p.url for p in planned}
-        await conn.execute(
-            insert(conn, endpoints).on_conflict_do_nothing(index_elements=["id"]),
-            [{"id": eid, "url": url} for eid, url in sorted(urls.items())],
-        )
-        disabled = {
-            row.id: row.disabled_reason
-            for row in await conn.execute(
-                sa.select(endpoints.c.id, endpoints.c.disabled_reason).where(
-                    endpoints.c.id.in_(list(urls)), endpoints.c.disabled_at.is_not(None)
-                )
-            )
-        }
+            return Created([], [])
+        disabled = await _known_endpoints(conn, {p.endpoint_id: p.url for p in planned})
         first_attempt_at = now + timedelta(seconds=first_delay_s)
-        rows = [_delivery_row(p, now, first_attempt_at, disabled) for p in planned]
-        statement = (
-            insert(conn, deliveries).on_conflict_do_nothing(index_elements=["id"])
-            .returning(deliveries.c.id)
+        room = dict(claim.room) if claim is not None and first_delay_s <= 0 else {}
+        rows = []
+        for p in planned:
+            leased = p.endpoint_id not in disabled and room.get(p.endpoint_id, 0) > 0
+            if leased:
+                room[p.endpoint_id] -= 1
+            rows.append(_delivery_row(p, now, first_attempt_at, disabled,
+                                      claim if leased else None))
+        created = await _insert_new(conn, rows)
+    return Created(
+        [p for p in planned if p.id in created],
+        [_claimed(p, row) for p, row in zip(planned, rows, strict=True)
+         if p.id in created and row["claim_token"] is not None],
+    )
+
+
+# One fixed statement over arrays whatever the batch size, so it is prepared once per
+# connection (as services/stager/storage/postgres.py does); `headers` travels as text.
+_INSERT_DELIVERIES = sa.text("""
+INSERT INTO webhook_deliveries (id, transition_id, endpoint_id, journey_id, contact, payload,
+                                secret_env, secret_file, headers, status, attempts,
+                                next_attempt_at, lease_until, claim_token, last_error,
+                                created_at, failed_at)
+SELECT id, transition_id, endpoint_id, journey_id, contact, payload, secret_env, secret_file,
+       CAST(headers AS jsonb), status, attempts, next_attempt_at, lease_until, claim_token,
+       last_error, created_at, failed_at
+FROM unnest(CAST(:id AS text[]), CAST(:transition_id AS text[]), CAST(:endpoint_id AS text[]),
+            CAST(:journey_id AS text[]), CAST(:contact AS text[]), CAST(:payload AS text[]),
+            CAST(:secret_env AS text[]), CAST(:secret_file AS text[]),
+            CAST(:headers AS text[]), CAST(:status AS text[]), CAST(:attempts AS int[]),
+            CAST(:next_attempt_at AS timestamptz[]), CAST(:lease_until AS timestamptz[]),
+            CAST(:claim_token AS text[]), CAST(:last_error AS text[]),
+            CAST(:created_at AS timestamptz[]), CAST(:failed_at AS timestamptz[]))
+    AS d(id, transition_id, endpoint_id, journey_id, contact, payload, secret_env, secret_file,
+         headers, status, attempts, next_attempt_at, lease_until, claim_token, last_error,
+         created_at, failed_at)
+ON CONFLICT (id) DO NOTHING
+RETURNING id
+""")
+_DELIVERY_COLUMNS = ("id", "transition_id", "endpoint_id", "journey_id", "contact", "payload",
+                     "secret_env", "secret_file", "headers", "status", "attempts",
+                     "next_attempt_at", "lease_until", "claim_token", "last_error",
+                     "created_at", "failed_at")
+
+
+async def _insert_new(conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> set[str]:
+    """Insert the rows whose id is new; returns their ids."""
+    if is_postgres(conn):
+        columns: dict[str, list[Any]] = {name: [] for name in _DELIVERY_COLUMNS}
+        for row in rows:
+            for name, values in columns.items():
+                values.append(row[name])
+        columns["headers"] = [json.dumps(h) for h in columns["headers"]]
+        return set((await conn.execute(_INSERT_DELIVERIES, columns)).scalars())
+    statement = (
+        insert(conn, deliveries).on_conflict_do_nothing(index_elements=["id"])
+        .returning(deliveries.c.id)
+    )
+    created: set[str] = set()
+    for i in range(0, len(rows), _INSERT_CHUNK):
+        result = await conn.execute(statement, rows[i:i + _INSERT_CHUNK])
+        created.update(result.scalars())
+    return created
+
+
+_UPSERT_ENDPOINTS = sa.text("""
+WITH added AS (
+    INSERT INTO webhook_endpoints (id, url)
+    SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:urls AS text[]))
+    ON CONFLICT (id) DO NOTHING
+)
+SELECT id, disabled_reason FROM webhook_endpoints
+WHERE id = ANY(CAST(:ids AS text[])) AND disabled_at IS NOT NULL
+""")
+
+
+async def _known_endpoints(conn: AsyncConnection, urls: Mapping[str, str]) -> dict[str, str | None]:
+    """Add the endpoints not known yet; returns the disabled ones among them, with the reason.
+    (One statement on PostgreSQL; a new endpoint is never disabled, so the select does not need
+    to see the insert.)"""
+    ids = sorted(urls)
+    if is_postgres(conn):
+        found = await conn.execute(_UPSERT_ENDPOINTS, {"ids": ids, "urls": [urls[i] for i in ids]})
+        return {row.id: row.disabled_reason for row in found}
+    await conn.execute(
+        insert(conn, endpoints).on_conflict_do_nothing(index_elements=["id"]),
+        [{"id": eid, "url": urls[eid]} for eid in ids],
+    )
+    found = await conn.execute(
+        sa.select(endpoints.c.id, endpoints.c.disabled_reason).where(
+            endpoints.c.id.in_(ids), endpoints.c.disabled_at.is_not(None)
         )
-        for i in range(0, len(rows), _INSERT_CHUNK):
-            result = await conn.execute(statement, rows[i:i + _INSERT_CHUNK])
-            created.update(result.scalars())
-    return [p for p in planned if p.id in created]
+    )
+    return {row.id: row.disabled_reason for row in found}
 
 
 def _delivery_row(p: PlannedDelivery, now: datetime, first_attempt_at: datetime,
-                  disabled: Mapping[str, str | None]) -> dict[str, Any]:
+                  disabled: Mapping[str, str | None], claim: Claim | None) -> dict[str, Any]:
     off = p.endpoint_id in disabled
     return {
         "id": p.id,
@@ -166,10 +271,24 @@ def _delivery_row(p: PlannedDelivery, now: datetime, first_attempt_at: datetime,
         "status": FAILED if off else PENDING,
         "attempts": 0,
         "next_attempt_at": first_attempt_at,
+        "lease_until": claim.lease_until if claim else None,
+        "claim_token": claim.token if claim else None,
         "last_error": f"endpoint disabled: {disabled[p.endpoint_id]}" if off else None,
         "created_at": now,
         "failed_at": now if off else None,
     }
+
+
+def _claimed(p: PlannedDelivery, row: Mapping[str, Any]) -> Delivery:
+    """The delivery as a claim would have read it back."""
+    return Delivery(
+        id=p.id, transition_id=p.transition_id, endpoint_id=p.endpoint_id, url=p.url,
+        journey_id=p.journey_id, contact=p.contact, payload=p.payload,
+        secret_env=p.secret_env, secret_file=p.secret_file, headers=row["headers"],
+        status=row["status"], attempts=0, next_attempt_at=row["next_attempt_at"],
+        claim_token=row["claim_token"], last_status=None, last_error=None,
+        last_attempt_at=None, created_at=row["created_at"], delivered_at=None, failed_at=None,
+    )
 
 
 _CLAIM = sa.text("""
@@ -287,14 +406,41 @@ _RELEASE = (
 )
 
 
+# record_results on PostgreSQL when no endpoint answered 410: one statement for the batch.
+_RECORD_BATCH = sa.text("""
+UPDATE webhook_deliveries w SET
+    status = r.status, attempts = w.attempts + 1,
+    next_attempt_at = coalesce(r.next_at, w.next_attempt_at),
+    lease_until = NULL, claim_token = NULL,
+    last_status = r.http_status, last_error = r.error, last_attempt_at = r.at,
+    delivered_at = r.delivered_at, failed_at = r.failed_at
+FROM unnest(CAST(:ids AS text[]), CAST(:tokens AS text[]), CAST(:statuses AS text[]),
+            CAST(:next_at AS timestamptz[]), CAST(:http_status AS int[]),
+            CAST(:errors AS text[]), CAST(:at AS timestamptz[]),
+            CAST(:delivered_at AS timestamptz[]), CAST(:failed_at AS timestamptz[]))
+    AS r(id, token, status, next_at, http_status, error, at, delivered_at, failed_at)
+WHERE w.id = r.id AND w.claim_token = r.token
+""")
+
+
 async def record_results(
     engine: AsyncEngine, results: Sequence[AttemptResult], released: Sequence[tuple[str, str]]
 ) -> int:
-    """Write attempt results and give back leases never used (id, token), in one transaction.
+    """Write attempt results and give back leases never used (id, token).
 
     Returns how many waiting deliveries became dead letters because their endpoint answered
-    410 Gone (besides the ones in `results`).
+    410 Gone (besides the ones in `results`). A 410 disables its endpoint in the same
+    transaction as the results; otherwise each row's update stands alone (on PostgreSQL one
+    statement writes all the results, without a transaction around it).
     """
+    if engine.dialect.name == "postgresql" and not any(r.gone for r in results):
+        async with engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            if results:
+                await conn.execute(_RECORD_BATCH, _batch_params(results))
+            if released:
+                await conn.execute(_RELEASE, [{"b_id": i, "b_token": t} for i, t in released])
+        return 0
     swept = 0
     async with engine.begin() as conn:
         if results:
@@ -306,6 +452,20 @@ async def record_results(
                 swept += await _disable(conn, result.endpoint_id, result.attempted_at,
                                         "answered 410 Gone")
     return swept
+
+
+def _batch_params(results: Sequence[AttemptResult]) -> dict[str, list[Any]]:
+    return {
+        "ids": [r.delivery_id for r in results],
+        "tokens": [r.claim_token for r in results],
+        "statuses": [r.status for r in results],
+        "next_at": [r.next_attempt_at for r in results],
+        "http_status": [r.http_status for r in results],
+        "errors": [r.error for r in results],
+        "at": [r.attempted_at for r in results],
+        "delivered_at": [r.attempted_at if r.status == DELIVERED else None for r in results],
+        "failed_at": [r.attempted_at if r.status == FAILED else None for r in results],
+    }
 
 
 def _result_params(r: AttemptResult) -> dict[str, Any]:
