@@ -103,6 +103,8 @@ class Dispatcher:
         # database; `_backlog_all`: the worker's own limit cut the last claim short.
         self._backlogged: set[str] = set()
         self._backlog_all = False
+        # Endpoints given unclaimed deliveries while a claim was running (it may not see them).
+        self._announced: set[str] = set()
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self.results = ResultWriter(engine, self._finished)
@@ -234,6 +236,7 @@ class Dispatcher:
             return 0
         now = self.clock.now()
         slots = self.free_slots()
+        self._announced.clear()
         token, claimed = await claim_due(
             self.engine,
             now=now,
@@ -249,6 +252,7 @@ class Dispatcher:
         self._backlog_all = len(claimed) >= total
         self._backlogged = {e for e, n in got.items() if n >= slots.get(e, self.window)}
         self._backlogged.update(e for e, n in slots.items() if n == 0)
+        self._backlogged.update(self._announced)
         return len(claimed)
 
     # -- new deliveries, handed over by the transition consumer --------------------------------
@@ -281,8 +285,10 @@ class Dispatcher:
                     self.results.release(delivery.id, claim.token)
             else:
                 self._enqueue(claimed, claim.token)
-        if unclaimed:
-            self._backlogged.update(unclaimed)
+        self._backlogged.update(unclaimed)
+        self._announced.update(unclaimed)
+        # Claim now what has room to start; the rest follows as attempts free room.
+        if any(self._room(e, self.breaker(e)) >= self.claim_threshold for e in unclaimed):
             self.wake()
 
     def _enqueue(self, claimed: Sequence[Delivery], token: str) -> None:

@@ -7,6 +7,9 @@ Guarantees kept here:
   share the work and a crashed worker's deliveries are taken over once its lease runs out
   (SQLite, the embedded mode, has one worker and one connection: its claim is a plain
   select-then-update inside one transaction);
+- a new delivery may be inserted already leased to the worker creating it (`create_and_claim`):
+  the same lease a claim takes, written in the same statement as the delivery, so it is taken
+  over the same way if that worker dies before attempting it;
 - an attempt's result is written only by the claim that made it (matching `claim_token`);
 - no delivery is created for an erased person, and an erase cancels theirs (`cancelled`, never
   claimed, retried or redelivered; shared/privacy/erasure.py).
