@@ -134,6 +134,7 @@ class TransitionConsumer:
         dispatcher; dead-letter bad records."""
         planned: list[PlannedDelivery] = []
         dead: list[tuple[TopicPartition, ConsumerRecord[bytes, bytes], MalformedTransition]] = []
+        read_records: Counter[tuple[bool, bool]] = Counter()  # (a merge?, matched?)
         for tp, record in items:
             try:
                 read = decode_record(record.value)
@@ -141,9 +142,11 @@ class TransitionConsumer:
                 dead.append((tp, record, exc))
                 continue
             found = plan(read, self.journeys)
-            counter = metrics.MERGES if isinstance(read, MergedRecord) else metrics.TRANSITIONS
-            counter.labels("matched" if found else "unmatched").inc()
+            read_records[isinstance(read, MergedRecord), bool(found)] += 1
             planned.extend(found)
+        for (merge, matched), count in read_records.items():
+            counter = metrics.MERGES if merge else metrics.TRANSITIONS
+            counter.labels("matched" if matched else "unmatched").inc(count)
         created = await self._create(planned)
         for endpoint, count in Counter(d.endpoint_id for d in created.deliveries).items():
             metrics.DELIVERIES_CREATED.labels(endpoint).inc(count)

@@ -91,6 +91,7 @@ class Dispatcher:
         self.schedule = RetrySchedule.of(settings.retry_schedule_s, settings.retry_jitter,
                                          settings.retry_after_max_s)
         self.breakers: dict[str, Breaker] = {}
+        self._metrics: dict[str, metrics.EndpointMetrics] = {}
         # Endpoints that just answered 410, until their disabling is surely written down.
         self._gone: dict[str, float] = {}
         self._busy: Counter[str] = Counter()
@@ -358,11 +359,18 @@ class Dispatcher:
             breaker.record_success()
         else:
             breaker.record_abandoned()
-        metrics.BREAKER_STATE.labels(endpoint).set(int(breaker.state))
-        metrics.ATTEMPT_SECONDS.labels(endpoint).observe(outcome.seconds)
+        counted = self._metrics_of(endpoint)
+        counted.breaker_state.set(int(breaker.state))
+        counted.attempt_seconds.observe(outcome.seconds)
         self.results.add(self.result(delivery, token, outcome))
         self._start_ready(endpoint)
         self._room_freed(endpoint)
+
+    def _metrics_of(self, endpoint: str) -> metrics.EndpointMetrics:
+        found = self._metrics.get(endpoint)
+        if found is None:
+            found = self._metrics[endpoint] = metrics.EndpointMetrics(endpoint)
+        return found
 
     async def _attempt(self, delivery: Delivery) -> Outcome:
         try:
@@ -392,7 +400,7 @@ class Dispatcher:
             metrics.ENDPOINTS_DISABLED.labels(endpoint).inc()
         if state.verdict is not Verdict.DELIVERED:
             _log_attempt(state, delivery, outcome)
-        metrics.ATTEMPTS.labels(endpoint, state.verdict.value).inc()
+        self._metrics_of(endpoint).attempts(state.verdict.value).inc()
         if state.status == FAILED:
             metrics.DEAD_LETTERS.labels(endpoint).inc()
         return AttemptResult(delivery.id, token, endpoint, state.status, now,
