@@ -160,107 +160,114 @@ async def create_and_claim(
         planned = [p for p in planned if p.contact not in suppressed]
         if not planned:
             return Created([], [])
-        disabled = await _known_endpoints(conn, {p.endpoint_id: p.url for p in planned})
         first_attempt_at = now + timedelta(seconds=first_delay_s)
         room = dict(claim.room) if claim is not None and first_delay_s <= 0 else {}
         rows = []
         for p in planned:
-            leased = p.endpoint_id not in disabled and room.get(p.endpoint_id, 0) > 0
+            leased = room.get(p.endpoint_id, 0) > 0
             if leased:
                 room[p.endpoint_id] -= 1
-            rows.append(_delivery_row(p, now, first_attempt_at, disabled,
-                                      claim if leased else None))
-        created = await _insert_new(conn, rows)
+            rows.append(_delivery_row(p, now, first_attempt_at, claim if leased else None))
+        urls = {p.endpoint_id: p.url for p in planned}
+        if is_postgres(conn):
+            inserted = await _insert_postgres(conn, rows, urls)
+        else:
+            inserted = await _insert_portable(conn, rows, urls)
     return Created(
-        [p for p in planned if p.id in created],
-        [_claimed(p, row) for p, row in zip(planned, rows, strict=True)
-         if p.id in created and row["claim_token"] is not None],
+        [p for p in planned if p.id in inserted],
+        [_claimed(p, row) for p, row in zip(planned, rows, strict=True) if inserted.get(p.id)],
     )
 
 
-# One fixed statement over arrays whatever the batch size, so it is prepared once per
-# connection (as services/stager/storage/postgres.py does); `headers` travels as text.
+# create_and_claim's insert on PostgreSQL, one statement: add the endpoints not known yet, and
+# insert the deliveries that are new, those of a disabled endpoint as dead letters and never
+# leased. (The endpoints the CTE adds are never disabled, so the check need not see them.) It is
+# one fixed text over arrays whatever the batch size, so it is prepared once per connection, as
+# services/stager/storage/postgres.py does; `headers` travels as text.
 _INSERT_DELIVERIES = sa.text("""
+WITH added AS (
+    INSERT INTO webhook_endpoints (id, url)
+    SELECT * FROM unnest(CAST(:endpoint_ids AS text[]), CAST(:urls AS text[]))
+    ON CONFLICT (id) DO NOTHING
+), disabled AS (
+    SELECT id, disabled_reason FROM webhook_endpoints
+    WHERE id = ANY(CAST(:endpoint_ids AS text[])) AND disabled_at IS NOT NULL
+)
 INSERT INTO webhook_deliveries (id, transition_id, endpoint_id, journey_id, contact, payload,
                                 secret_env, secret_file, headers, status, attempts,
                                 next_attempt_at, lease_until, claim_token, last_error,
                                 created_at, failed_at)
-SELECT id, transition_id, endpoint_id, journey_id, contact, payload, secret_env, secret_file,
-       CAST(headers AS jsonb), status, attempts, next_attempt_at, lease_until, claim_token,
-       last_error, created_at, failed_at
+SELECT d.id, d.transition_id, d.endpoint_id, d.journey_id, d.contact, d.payload, d.secret_env,
+       d.secret_file, CAST(d.headers AS jsonb),
+       CASE WHEN x.id IS NULL THEN 'pending' ELSE 'failed' END, 0, d.next_attempt_at,
+       CASE WHEN x.id IS NULL THEN d.lease_until END,
+       CASE WHEN x.id IS NULL THEN d.claim_token END,
+       CASE WHEN x.id IS NOT NULL THEN 'endpoint disabled: ' || coalesce(x.disabled_reason, '')
+       END,
+       d.created_at, CASE WHEN x.id IS NOT NULL THEN d.created_at END
 FROM unnest(CAST(:id AS text[]), CAST(:transition_id AS text[]), CAST(:endpoint_id AS text[]),
             CAST(:journey_id AS text[]), CAST(:contact AS text[]), CAST(:payload AS text[]),
             CAST(:secret_env AS text[]), CAST(:secret_file AS text[]),
-            CAST(:headers AS text[]), CAST(:status AS text[]), CAST(:attempts AS int[]),
-            CAST(:next_attempt_at AS timestamptz[]), CAST(:lease_until AS timestamptz[]),
-            CAST(:claim_token AS text[]), CAST(:last_error AS text[]),
-            CAST(:created_at AS timestamptz[]), CAST(:failed_at AS timestamptz[]))
+            CAST(:headers AS text[]), CAST(:next_attempt_at AS timestamptz[]),
+            CAST(:lease_until AS timestamptz[]), CAST(:claim_token AS text[]),
+            CAST(:created_at AS timestamptz[]))
     AS d(id, transition_id, endpoint_id, journey_id, contact, payload, secret_env, secret_file,
-         headers, status, attempts, next_attempt_at, lease_until, claim_token, last_error,
-         created_at, failed_at)
+         headers, next_attempt_at, lease_until, claim_token, created_at)
+LEFT JOIN disabled x ON x.id = d.endpoint_id
 ON CONFLICT (id) DO NOTHING
-RETURNING id
+RETURNING id, claim_token IS NOT NULL AS leased
 """)
-_DELIVERY_COLUMNS = ("id", "transition_id", "endpoint_id", "journey_id", "contact", "payload",
-                     "secret_env", "secret_file", "headers", "status", "attempts",
-                     "next_attempt_at", "lease_until", "claim_token", "last_error",
-                     "created_at", "failed_at")
+_ARRAYS = ("id", "transition_id", "endpoint_id", "journey_id", "contact", "payload",
+           "secret_env", "secret_file", "headers", "next_attempt_at", "lease_until",
+           "claim_token", "created_at")
 
 
-async def _insert_new(conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> set[str]:
-    """Insert the rows whose id is new; returns their ids."""
-    if is_postgres(conn):
-        columns: dict[str, list[Any]] = {name: [] for name in _DELIVERY_COLUMNS}
-        for row in rows:
-            for name, values in columns.items():
-                values.append(row[name])
-        columns["headers"] = [json.dumps(h) for h in columns["headers"]]
-        return set((await conn.execute(_INSERT_DELIVERIES, columns)).scalars())
+async def _insert_postgres(conn: AsyncConnection, rows: Sequence[Mapping[str, Any]],
+                           urls: Mapping[str, str]) -> dict[str, bool]:
+    """Insert the rows whose id is new; returns their ids, and whether each was leased."""
+    columns: dict[str, list[Any]] = {name: [row[name] for row in rows] for name in _ARRAYS}
+    columns["headers"] = [json.dumps(h) for h in columns["headers"]]
+    endpoint_ids = sorted(urls)
+    found = await conn.execute(_INSERT_DELIVERIES, {
+        **columns, "endpoint_ids": endpoint_ids, "urls": [urls[e] for e in endpoint_ids],
+    })
+    return {row.id: row.leased for row in found}
+
+
+async def _insert_portable(conn: AsyncConnection, rows: Sequence[dict[str, Any]],
+                           urls: Mapping[str, str]) -> dict[str, bool]:
+    """_insert_postgres in steps (SQLite)."""
+    await conn.execute(
+        insert(conn, endpoints).on_conflict_do_nothing(index_elements=["id"]),
+        [{"id": eid, "url": url} for eid, url in sorted(urls.items())],
+    )
+    disabled = {
+        row.id: row.disabled_reason
+        for row in await conn.execute(
+            sa.select(endpoints.c.id, endpoints.c.disabled_reason).where(
+                endpoints.c.id.in_(list(urls)), endpoints.c.disabled_at.is_not(None)
+            )
+        )
+    }
+    for row in rows:
+        if row["endpoint_id"] in disabled:
+            row.update(status=FAILED, lease_until=None, claim_token=None,
+                       last_error=f"endpoint disabled: {disabled[row['endpoint_id']] or ''}",
+                       failed_at=row["created_at"])
     statement = (
         insert(conn, deliveries).on_conflict_do_nothing(index_elements=["id"])
         .returning(deliveries.c.id)
     )
-    created: set[str] = set()
+    leased = {row["id"]: row["claim_token"] is not None for row in rows}
+    created: dict[str, bool] = {}
     for i in range(0, len(rows), _INSERT_CHUNK):
         result = await conn.execute(statement, rows[i:i + _INSERT_CHUNK])
-        created.update(result.scalars())
+        created.update((new, leased[new]) for new in result.scalars())
     return created
 
 
-_UPSERT_ENDPOINTS = sa.text("""
-WITH added AS (
-    INSERT INTO webhook_endpoints (id, url)
-    SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:urls AS text[]))
-    ON CONFLICT (id) DO NOTHING
-)
-SELECT id, disabled_reason FROM webhook_endpoints
-WHERE id = ANY(CAST(:ids AS text[])) AND disabled_at IS NOT NULL
-""")
-
-
-async def _known_endpoints(conn: AsyncConnection, urls: Mapping[str, str]) -> dict[str, str | None]:
-    """Add the endpoints not known yet; returns the disabled ones among them, with the reason.
-    (One statement on PostgreSQL; a new endpoint is never disabled, so the select does not need
-    to see the insert.)"""
-    ids = sorted(urls)
-    if is_postgres(conn):
-        found = await conn.execute(_UPSERT_ENDPOINTS, {"ids": ids, "urls": [urls[i] for i in ids]})
-        return {row.id: row.disabled_reason for row in found}
-    await conn.execute(
-        insert(conn, endpoints).on_conflict_do_nothing(index_elements=["id"]),
-        [{"id": eid, "url": urls[eid]} for eid in ids],
-    )
-    found = await conn.execute(
-        sa.select(endpoints.c.id, endpoints.c.disabled_reason).where(
-            endpoints.c.id.in_(ids), endpoints.c.disabled_at.is_not(None)
-        )
-    )
-    return {row.id: row.disabled_reason for row in found}
-
-
 def _delivery_row(p: PlannedDelivery, now: datetime, first_attempt_at: datetime,
-                  disabled: Mapping[str, str | None], claim: Claim | None) -> dict[str, Any]:
-    off = p.endpoint_id in disabled
+                  claim: Claim | None) -> dict[str, Any]:
     return {
         "id": p.id,
         "transition_id": p.transition_id,
@@ -271,14 +278,14 @@ def _delivery_row(p: PlannedDelivery, now: datetime, first_attempt_at: datetime,
         "secret_env": p.secret_env,
         "secret_file": p.secret_file,
         "headers": dict(p.headers),
-        "status": FAILED if off else PENDING,
+        "status": PENDING,
         "attempts": 0,
         "next_attempt_at": first_attempt_at,
         "lease_until": claim.lease_until if claim else None,
         "claim_token": claim.token if claim else None,
-        "last_error": f"endpoint disabled: {disabled[p.endpoint_id]}" if off else None,
+        "last_error": None,
         "created_at": now,
-        "failed_at": now if off else None,
+        "failed_at": None,
     }
 
 
@@ -288,7 +295,7 @@ def _claimed(p: PlannedDelivery, row: Mapping[str, Any]) -> Delivery:
         id=p.id, transition_id=p.transition_id, endpoint_id=p.endpoint_id, url=p.url,
         journey_id=p.journey_id, contact=p.contact, payload=p.payload,
         secret_env=p.secret_env, secret_file=p.secret_file, headers=row["headers"],
-        status=row["status"], attempts=0, next_attempt_at=row["next_attempt_at"],
+        status=PENDING, attempts=0, next_attempt_at=row["next_attempt_at"],
         claim_token=row["claim_token"], last_status=None, last_error=None,
         last_attempt_at=None, created_at=row["created_at"], delivered_at=None, failed_at=None,
     )
