@@ -35,6 +35,10 @@ from shared.settings import DatabaseSettings, KafkaSettings, ServiceSettings
 
 log = logging.getLogger(__name__)
 
+# The worker's connections: its consumer, claim loop, result writer and housekeeping each use
+# one at a time.
+WORKER_POOL_SIZE = 5
+
 
 def kafka_consumer(kafka: KafkaSettings, settings: ActionsSettings) -> AIOKafkaConsumer:
     """A member of the actions worker's consumer group (offsets committed after each batch's
@@ -70,13 +74,18 @@ def create_app(
         async with AsyncExitStack() as stack:
             engine = make_engine(database)
             stack.push_async_callback(engine.dispose)
+            # The worker retries whatever meets a connection the server closed (an outage, to
+            # it), so its connections skip the ping each checkout costs (a round trip per
+            # claim, batch and result write); the delivery API's keep it.
+            worker_engine = make_engine(database, pool_size=WORKER_POOL_SIZE, pre_ping=False)
+            stack.push_async_callback(worker_engine.dispose)
             await ensure_topics(kafka, [kafka.transitions_topic, kafka.dead_letter_topic])
             producer = durable_producer(kafka)
             await producer.start()
             stack.push_async_callback(producer.stop)
             dispatcher = start_actions(
                 stack, consumer=kafka_consumer(kafka, settings), writer=KafkaWriter(producer),
-                engine=engine, settings=settings, topics=kafka.topics, journeys=journeys,
+                engine=worker_engine, settings=settings, topics=kafka.topics, journeys=journeys,
                 clock=clock, egress=egress, secrets=secrets,
             )
             provide(app, DeliveryApi(engine, settings.delivery_api_token, clock, dispatcher))

@@ -3,8 +3,9 @@
 Only a 2xx answer is a success. Redirects are not followed (a 3xx is a failed attempt: a
 redirect could lead anywhere, and the signature names the original URL's receiver). The whole
 attempt, connecting and reading the answer included, is bounded by the attempt timeout. The
-request goes straight to the transport: no cookie jar carries one receiver's cookies into the
-next request, no proxy from the environment, no redirect handling to switch off.
+request goes straight to the transport (transport.py): no cookie jar carries one receiver's
+cookies into the next request, no proxy from the environment, no redirect handling to switch
+off.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ import httpx
 from services.actions.egress import EgressRefused
 from services.actions.retry import parse_retry_after
 from services.actions.signing import sign_headers
+from services.actions.transport import HttpTransport
 
 USER_AGENT = "Polku-Webhooks/0.1"
-# Enough of an answer to show an operator why it failed; the rest is never read.
-_READ_AT_MOST = 16 * 1024
+_FIXED_HEADERS = {"content-type": "application/json", "user-agent": USER_AGENT, "accept": "*/*"}
 
 
 class Result(enum.Enum):
@@ -52,7 +53,7 @@ class Outcome:
 
 
 async def attempt(
-    transport: httpx.AsyncBaseTransport,
+    transport: HttpTransport,
     *,
     url: str,
     webhook_id: str,
@@ -63,22 +64,16 @@ async def attempt(
     timeout_s: float,
     excerpt_chars: int = 1000,
 ) -> Outcome:
-    headers = dict(extra_headers)
-    headers.update({"content-type": "application/json", "user-agent": USER_AGENT,
-                    "accept": "*/*"})
-    headers.update(sign_headers(keys, webhook_id, timestamp, body))
+    ours = sign_headers(keys, webhook_id, timestamp, body)
+    ours.update(_FIXED_HEADERS)
+    # A journey's extra headers never replace ours (the parser refuses most such names).
+    headers = [(name, value) for name, value in extra_headers.items()
+               if name.lower() not in ours]
+    headers.extend(ours.items())
     started = time.perf_counter()
     try:
         async with asyncio.timeout(timeout_s):
-            request = httpx.Request("POST", url, content=body, headers=headers, extensions={
-                "timeout": {"connect": timeout_s, "read": timeout_s, "write": timeout_s,
-                            "pool": timeout_s},
-            })
-            response = await transport.handle_async_request(request)
-            try:
-                answer = await _read_some(response)
-            finally:
-                await response.aclose()
+            answer = await transport.post(url, headers, body)
     except EgressRefused as exc:
         return Outcome(Result.REFUSED, error=str(exc), seconds=time.perf_counter() - started,
                        kind="egress_refused")
@@ -92,29 +87,20 @@ async def attempt(
         return Outcome(Result.FAILED, error=f"{type(exc).__name__}: {exc}"[:excerpt_chars],
                        seconds=time.perf_counter() - started, kind=type(exc).__name__)
     seconds = time.perf_counter() - started
-    status = response.status_code
+    status = answer.status
     if 200 <= status < 300:
         return Outcome(Result.DELIVERED, status, seconds=seconds)
     # A receiver's body may hold any byte; PostgreSQL's text refuses NUL, so it is replaced.
-    excerpt = answer.decode("utf-8", errors="replace").replace("\x00", "\ufffd")[:excerpt_chars]
+    excerpt = answer.body.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
+    excerpt = excerpt[:excerpt_chars]
     error = f"HTTP {status}" + (f": {excerpt}" if excerpt else "")
     kind = "http_status"
-    if status in (301, 302, 303, 307, 308) and "location" in response.headers:
-        error = f"HTTP {status} redirect to {response.headers['location']} (not followed)"
+    if status in (301, 302, 303, 307, 308) and "location" in answer.headers:
+        error = f"HTTP {status} redirect to {answer.headers['location']} (not followed)"
         kind = "redirect"
     if status == 410:
         return Outcome(Result.GONE, status, error, seconds=seconds, kind=kind)
     retry_after = None
     if status in (429, 503):
-        retry_after = parse_retry_after(response.headers.get("retry-after"), datetime.now(UTC))
+        retry_after = parse_retry_after(answer.headers.get("retry-after"), datetime.now(UTC))
     return Outcome(Result.FAILED, status, error, retry_after, seconds, kind)
-
-
-async def _read_some(response: httpx.Response) -> bytes:
-    data = bytearray()
-    assert isinstance(response.stream, httpx.AsyncByteStream)
-    async for chunk in response.stream:
-        data.extend(chunk)
-        if len(data) >= _READ_AT_MOST:
-            break
-    return bytes(data)

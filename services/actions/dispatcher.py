@@ -1,5 +1,17 @@
 """Delivers due deliveries: claims them from PostgreSQL, attempts each, records the results.
 
+Deliveries reach the dispatcher two ways, and neither waits for a timer:
+- the transition consumer of the same worker creates new deliveries already leased to the
+  dispatcher, as many as each endpoint has room for (`reserve`, store.create_and_claim), and
+  hands them over in memory (`accept`): they are attempted as soon as their transaction commits,
+  with no claim round trip;
+- everything else (retries, deliveries left to an expired lease or by another worker, replays,
+  what did not fit) is claimed from the database: when the consumer or the delivery API says
+  there are new ones (`wake`), when attempts have freed enough room for an endpoint that left
+  due deliveries behind (claims come in batches of at least half its concurrency, not one per
+  finished attempt), and every `dispatch_poll_s` in any case, which is the fallback for what
+  other processes add.
+
 The dispatcher claims and attempts; beside it, outcome.py decides what becomes of a delivery
 after an attempt (a pure function), results.py writes the results behind, and housekeeping.py
 keeps the gauges and the retention purge.
@@ -26,11 +38,11 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from datetime import timedelta
 
-import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.actions import metrics
@@ -42,7 +54,8 @@ from services.actions.results import ResultWriter
 from services.actions.retry import RetrySchedule
 from services.actions.settings import ActionsSettings
 from services.actions.signing import SecretUnavailable, SigningSecrets
-from services.actions.store import FAILED, AttemptResult, Delivery, claim_due
+from services.actions.store import FAILED, AttemptResult, Claim, Delivery, claim_due
+from services.actions.transport import HttpTransport
 from shared.clock import Clock
 from shared.failures import is_outage
 from shared.poll_loop import backoff
@@ -59,7 +72,7 @@ class Dispatcher:
         self,
         engine: AsyncEngine,
         settings: ActionsSettings,
-        transport: httpx.AsyncBaseTransport,
+        transport: HttpTransport,
         clock: Clock,
         *,
         secrets: SigningSecrets,
@@ -78,12 +91,21 @@ class Dispatcher:
         self.schedule = RetrySchedule.of(settings.retry_schedule_s, settings.retry_jitter,
                                          settings.retry_after_max_s)
         self.breakers: dict[str, Breaker] = {}
+        self._metrics: dict[str, metrics.EndpointMetrics] = {}
         # Endpoints that just answered 410, until their disabling is surely written down.
         self._gone: dict[str, float] = {}
         self._busy: Counter[str] = Counter()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         # Claimed deliveries waiting for a free slot of their endpoint, with their claim token.
         self._queued: dict[str, deque[tuple[Delivery, str]]] = {}
+        # Room reserved for deliveries being created (reserve), until they are accepted.
+        self._reserved: Counter[str] = Counter()
+        # Endpoints whose last claim (or creation) may have left due deliveries in the
+        # database; `_backlog_all`: the worker's own limit cut the last claim short.
+        self._backlogged: set[str] = set()
+        self._backlog_all = False
+        # Endpoints given unclaimed deliveries while a claim was running (it may not see them).
+        self._announced: set[str] = set()
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self.results = ResultWriter(engine, self._finished)
@@ -115,7 +137,7 @@ class Dispatcher:
             while not self._stopping.is_set():
                 self._wake.clear()
                 try:
-                    claimed = await self.dispatch_once()
+                    await self.dispatch_once()
                 except Exception as exc:
                     if is_outage(exc):
                         log.warning("claiming deliveries failed (%s); retrying",
@@ -126,8 +148,8 @@ class Dispatcher:
                                       "retrying", type(exc).__name__)
                         await backoff(self._stopping)  # wake() must not make it loop hot
                     continue
-                if claimed == 0:
-                    await self._sleep(self.settings.dispatch_poll_s)
+                # Until something says there is more to claim, or the fallback poll is due.
+                await self._sleep(self.settings.dispatch_poll_s)
         finally:
             gauges.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -180,40 +202,110 @@ class Dispatcher:
         attempt that finishes is followed at once, without a database round trip."""
         return self.settings.endpoint_concurrency * PREFETCH
 
+    @property
+    def claim_threshold(self) -> int:
+        """How much room an endpoint with due deliveries left behind needs before a finished
+        attempt makes the dispatcher claim again: half its concurrency, so claims come in
+        batches rather than one round trip per attempt."""
+        return max(1, self.settings.endpoint_concurrency // 2)
+
+    def _room(self, endpoint: str, breaker: Breaker) -> int:
+        """How many more deliveries of `endpoint` this worker may take now."""
+        held = self._busy[endpoint] + len(self._queued.get(endpoint, ())) \
+            + self._reserved[endpoint]
+        free = max(0, self.window - held)
+        if self._is_gone(endpoint) or (breaker.state is not BreakerState.CLOSED and held):
+            free = 0
+        return breaker.slots(free)
+
+    def _total_room(self) -> int:
+        waiting = sum(len(q) for q in self._queued.values())
+        return self.settings.max_in_flight - len(self._tasks) - waiting \
+            - sum(self._reserved.values())
+
     def free_slots(self) -> dict[str, int]:
         """How many more deliveries of each known endpoint to claim now."""
-        slots: dict[str, int] = {}
-        for endpoint, breaker in self.breakers.items():
-            held = self._busy[endpoint] + len(self._queued.get(endpoint, ()))
-            free = max(0, self.window - held)
-            if self._is_gone(endpoint) or (breaker.state is not BreakerState.CLOSED and held):
-                free = 0
-            slots[endpoint] = breaker.slots(free)
-        return slots
+        return {endpoint: self._room(endpoint, breaker)
+                for endpoint, breaker in self.breakers.items()}
 
     async def dispatch_once(self) -> int:
         """Claim what is due and start what the endpoints' limits allow; returns how many
         deliveries were claimed."""
-        waiting = sum(len(q) for q in self._queued.values())
-        total = self.settings.max_in_flight - len(self._tasks) - waiting
+        total = self._total_room()
         if total <= 0:
+            self._backlog_all = True
             return 0
         now = self.clock.now()
+        slots = self.free_slots()
+        self._announced.clear()
         token, claimed = await claim_due(
             self.engine,
             now=now,
             lease_until=now + timedelta(seconds=self.settings.lease_s),
-            slots=self.free_slots(),
+            slots=slots,
             default_slots=self.window,
             total=total,
             exclude=sorted(self.results.held),
         )
+        self._enqueue(claimed, token)
+        # Whoever got all they asked for may have more due; the others have none left.
+        got = Counter(d.endpoint_id for d in claimed)
+        self._backlog_all = len(claimed) >= total
+        self._backlogged = {e for e, n in got.items() if n >= slots.get(e, self.window)}
+        self._backlogged.update(e for e, n in slots.items() if n == 0)
+        self._backlogged.update(self._announced)
+        return len(claimed)
+
+    # -- new deliveries, handed over by the transition consumer --------------------------------
+
+    def reserve(self, endpoints: Collection[str]) -> Claim | None:
+        """Room for new deliveries of `endpoints`, to be leased to this dispatcher as they are
+        created (store.create_and_claim); held until `accept`. None: create them unclaimed
+        (stopping, or new deliveries are not due at once)."""
+        if self._stopping.is_set() or self.schedule.delays[0] > 0:
+            return None
+        total = self._total_room()
+        room: dict[str, int] = {}
+        for endpoint in sorted(endpoints):
+            room[endpoint] = max(0, min(total, self._room(endpoint, self.breaker(endpoint))))
+            total -= room[endpoint]
+        self._reserved.update(room)
+        lease_until = self.clock.now() + timedelta(seconds=self.settings.lease_s)
+        return Claim(str(uuid.uuid4()), lease_until, room)
+
+    def accept(self, claim: Claim | None, claimed: Sequence[Delivery],
+               unclaimed: Collection[str]) -> None:
+        """Take the deliveries created under `claim` (whatever became of the creation, every
+        reservation ends here). `unclaimed`: endpoints that got new deliveries not leased here;
+        they are claimed from the database."""
+        if claim is not None:
+            self._reserved.subtract(claim.room)
+            self._reserved = +self._reserved  # forget the zeros
+            if self._stopping.is_set():
+                for delivery in claimed:
+                    self.results.release(delivery.id, claim.token)
+            else:
+                self._enqueue(claimed, claim.token)
+        self._backlogged.update(unclaimed)
+        self._announced.update(unclaimed)
+        # Claim now what has room to start; the rest follows as attempts free room.
+        if any(self._room(e, self.breaker(e)) >= self.claim_threshold for e in unclaimed):
+            self.wake()
+
+    def _enqueue(self, claimed: Sequence[Delivery], token: str) -> None:
         for delivery in claimed:
             self.results.hold(delivery.id)
             self._queued.setdefault(delivery.endpoint_id, deque()).append((delivery, token))
         for endpoint in {d.endpoint_id for d in claimed}:
             self._start_ready(endpoint)
-        return len(claimed)
+
+    def _room_freed(self, endpoint: str) -> None:
+        """An attempt of `endpoint` ended: claim again if enough room has opened for what
+        it (or any endpoint, after a claim the worker's limit cut short) left behind."""
+        if not (self._backlog_all or endpoint in self._backlogged):
+            return
+        if self._room(endpoint, self.breaker(endpoint)) >= self.claim_threshold:
+            self._wake.set()
 
     def _start_ready(self, endpoint: str) -> None:
         """Start the endpoint's waiting deliveries while it has free concurrency."""
@@ -267,11 +359,18 @@ class Dispatcher:
             breaker.record_success()
         else:
             breaker.record_abandoned()
-        metrics.BREAKER_STATE.labels(endpoint).set(int(breaker.state))
-        metrics.ATTEMPT_SECONDS.labels(endpoint).observe(outcome.seconds)
+        counted = self._metrics_of(endpoint)
+        counted.breaker_state.set(int(breaker.state))
+        counted.attempt_seconds.observe(outcome.seconds)
         self.results.add(self.result(delivery, token, outcome))
         self._start_ready(endpoint)
-        self._wake.set()  # room to claim more
+        self._room_freed(endpoint)
+
+    def _metrics_of(self, endpoint: str) -> metrics.EndpointMetrics:
+        found = self._metrics.get(endpoint)
+        if found is None:
+            found = self._metrics[endpoint] = metrics.EndpointMetrics(endpoint)
+        return found
 
     async def _attempt(self, delivery: Delivery) -> Outcome:
         try:
@@ -301,7 +400,7 @@ class Dispatcher:
             metrics.ENDPOINTS_DISABLED.labels(endpoint).inc()
         if state.verdict is not Verdict.DELIVERED:
             _log_attempt(state, delivery, outcome)
-        metrics.ATTEMPTS.labels(endpoint, state.verdict.value).inc()
+        self._metrics_of(endpoint).attempts(state.verdict.value).inc()
         if state.verdict is Verdict.DELIVERED:
             seconds = (now - delivery.created_at).total_seconds()
             metrics.TRANSITION_TO_DELIVERY.observe(max(0.0, seconds))

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 
 import httpcore
 
-from services.actions.transport import AsyncioBackend, PooledTransport
+from services.actions.transport import AsyncioBackend, HttpTransport
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -199,6 +199,6 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         await self.inner.sleep(seconds)
 
 
-def guarded_transport(policy: EgressPolicy) -> PooledTransport:
+def guarded_transport(policy: EgressPolicy) -> HttpTransport:
     """The transport webhooks are sent with: every new connection passes `policy`."""
-    return PooledTransport(GuardedBackend(policy))
+    return HttpTransport(GuardedBackend(policy))

@@ -79,3 +79,20 @@ def count_from_zero(endpoints: Iterable[str]) -> None:
     for endpoint in endpoints:
         DEAD_LETTERS.labels(endpoint)
         ENDPOINTS_DISABLED.labels(endpoint)
+
+
+class EndpointMetrics:
+    """One endpoint's children of the metrics every attempt updates, looked up once: a
+    labels() call costs more than the update after it."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+        self.breaker_state = BREAKER_STATE.labels(endpoint)
+        self.attempt_seconds = ATTEMPT_SECONDS.labels(endpoint)
+        self._attempts: dict[str, Counter] = {}
+
+    def attempts(self, outcome: str) -> Counter:
+        child = self._attempts.get(outcome)
+        if child is None:
+            child = self._attempts[outcome] = ATTEMPTS.labels(self.endpoint, outcome)
+        return child

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import re
@@ -43,7 +44,14 @@ def parse_secret(text: str) -> bytes:
 
 
 def parse_secrets(text: str) -> list[bytes]:
-    secrets = [parse_secret(part) for part in _SEPARATORS.split(text.strip()) if part]
+    return list(_parsed(text))
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed(text: str) -> tuple[bytes, ...]:
+    """The keys of a secrets value. The value is still read at every attempt; only decoding the
+    same text again is saved (a malformed one raises each time: exceptions are not cached)."""
+    secrets = tuple(parse_secret(part) for part in _SEPARATORS.split(text.strip()) if part)
     if not secrets:
         raise SecretUnavailable("the signing secret is empty")
     return secrets

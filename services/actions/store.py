@@ -7,6 +7,9 @@ Guarantees kept here:
   share the work and a crashed worker's deliveries are taken over once its lease runs out
   (SQLite, the embedded mode, has one worker and one connection: its claim is a plain
   select-then-update inside one transaction);
+- a new delivery may be inserted already leased to the worker creating it (`create_and_claim`):
+  the same lease a claim takes, written in the same statement as the delivery, so it is taken
+  over the same way if that worker dies before attempting it;
 - an attempt's result is written only by the claim that made it (matching `claim_token`);
 - no delivery is created for an erased person, and an erase cancels theirs (`cancelled`, never
   claimed, retried or redelivered; shared/privacy/erasure.py).
@@ -26,7 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.actions.deliveries import PlannedDelivery
-from shared.db.dialect import insert
+from shared.db.dialect import insert, is_postgres
 from shared.db.tables import webhook_deliveries as deliveries
 from shared.db.tables import webhook_endpoints as endpoints
 from shared.privacy import hold_against_erasure, suppressed_among
@@ -105,54 +108,166 @@ class AttemptResult:
     gone: bool = False  # 410: disable the endpoint and dead-letter what waits for it
 
 
+@dataclass(frozen=True)
+class Claim:
+    """A claim made as deliveries are created: up to `room[endpoint]` of each endpoint's new
+    deliveries are leased to `token` in the same insert, so the worker that creates them
+    attempts them at once, without claiming them from the database first."""
+
+    token: str
+    lease_until: datetime
+    room: Mapping[str, int]
+
+
+@dataclass(frozen=True)
+class Created:
+    deliveries: list[PlannedDelivery]  # every delivery created
+    claimed: list[Delivery]  # those of them leased to the claim's token
+
+
 async def create_deliveries(
     engine: AsyncEngine, planned: Sequence[PlannedDelivery], now: datetime,
     first_delay_s: float = 0.0,
 ) -> list[PlannedDelivery]:
     """Insert the deliveries that don't exist yet, in one transaction; returns those created.
     Their first attempt is due `first_delay_s` after `now` (the retry schedule's first delay).
+    """
+    return (await create_and_claim(engine, planned, now, first_delay_s)).deliveries
+
+
+async def create_and_claim(
+    engine: AsyncEngine, planned: Sequence[PlannedDelivery], now: datetime,
+    first_delay_s: float = 0.0, claim: Claim | None = None,
+) -> Created:
+    """create_deliveries, leasing some of them to `claim` as they are inserted (only when they
+    are due at once: `first_delay_s` 0).
 
     Deliveries to an endpoint disabled by a 410 are created as dead letters straight away, so
     they show up in GET /v1/deliveries?status=failed and can be replayed once it is re-enabled.
+    A delivery that already exists (a redelivered transition) is neither created nor claimed.
     """
+    # A batch may carry the same transition twice (the stager publishes at least once).
+    unique: dict[str, PlannedDelivery] = {}
+    for p in planned:
+        unique.setdefault(p.id, p)
+    planned = list(unique.values())
     if not planned:
-        return []
-    created: set[str] = set()
+        return Created([], [])
     async with engine.begin() as conn:
         # Erased people get no deliveries, even from transitions still on the log.
         await hold_against_erasure(conn)
         suppressed = await suppressed_among(conn, {p.contact for p in planned})
         planned = [p for p in planned if p.contact not in suppressed]
         if not planned:
-            return []
-        urls = {p.endpoint_id: p.url for p in planned}
-        await conn.execute(
-            insert(conn, endpoints).on_conflict_do_nothing(index_elements=["id"]),
-            [{"id": eid, "url": url} for eid, url in sorted(urls.items())],
-        )
-        disabled = {
-            row.id: row.disabled_reason
-            for row in await conn.execute(
-                sa.select(endpoints.c.id, endpoints.c.disabled_reason).where(
-                    endpoints.c.id.in_(list(urls)), endpoints.c.disabled_at.is_not(None)
-                )
-            )
-        }
+            return Created([], [])
         first_attempt_at = now + timedelta(seconds=first_delay_s)
-        rows = [_delivery_row(p, now, first_attempt_at, disabled) for p in planned]
-        statement = (
-            insert(conn, deliveries).on_conflict_do_nothing(index_elements=["id"])
-            .returning(deliveries.c.id)
+        room = dict(claim.room) if claim is not None and first_delay_s <= 0 else {}
+        rows = []
+        for p in planned:
+            leased = room.get(p.endpoint_id, 0) > 0
+            if leased:
+                room[p.endpoint_id] -= 1
+            rows.append(_delivery_row(p, now, first_attempt_at, claim if leased else None))
+        urls = {p.endpoint_id: p.url for p in planned}
+        if is_postgres(conn):
+            inserted = await _insert_postgres(conn, rows, urls)
+        else:
+            inserted = await _insert_portable(conn, rows, urls)
+    return Created(
+        [p for p in planned if p.id in inserted],
+        [_claimed(p, row) for p, row in zip(planned, rows, strict=True) if inserted.get(p.id)],
+    )
+
+
+# create_and_claim's insert on PostgreSQL, one statement: add the endpoints not known yet, and
+# insert the deliveries that are new, those of a disabled endpoint as dead letters and never
+# leased. (The endpoints the CTE adds are never disabled, so the check need not see them.) It is
+# one fixed text over arrays whatever the batch size, so it is prepared once per connection, as
+# services/stager/storage/postgres.py does; `headers` travels as text.
+_INSERT_DELIVERIES = sa.text("""
+WITH added AS (
+    INSERT INTO webhook_endpoints (id, url)
+    SELECT * FROM unnest(CAST(:endpoint_ids AS text[]), CAST(:urls AS text[]))
+    ON CONFLICT (id) DO NOTHING
+), disabled AS (
+    SELECT id, disabled_reason FROM webhook_endpoints
+    WHERE id = ANY(CAST(:endpoint_ids AS text[])) AND disabled_at IS NOT NULL
+)
+INSERT INTO webhook_deliveries (id, transition_id, endpoint_id, journey_id, contact, payload,
+                                secret_env, secret_file, headers, status, attempts,
+                                next_attempt_at, lease_until, claim_token, last_error,
+                                created_at, failed_at)
+SELECT d.id, d.transition_id, d.endpoint_id, d.journey_id, d.contact, d.payload, d.secret_env,
+       d.secret_file, CAST(d.headers AS jsonb),
+       CASE WHEN x.id IS NULL THEN 'pending' ELSE 'failed' END, 0, d.next_attempt_at,
+       CASE WHEN x.id IS NULL THEN d.lease_until END,
+       CASE WHEN x.id IS NULL THEN d.claim_token END,
+       CASE WHEN x.id IS NOT NULL THEN 'endpoint disabled: ' || coalesce(x.disabled_reason, '')
+       END,
+       d.created_at, CASE WHEN x.id IS NOT NULL THEN d.created_at END
+FROM unnest(CAST(:id AS text[]), CAST(:transition_id AS text[]), CAST(:endpoint_id AS text[]),
+            CAST(:journey_id AS text[]), CAST(:contact AS text[]), CAST(:payload AS text[]),
+            CAST(:secret_env AS text[]), CAST(:secret_file AS text[]),
+            CAST(:headers AS text[]), CAST(:next_attempt_at AS timestamptz[]),
+            CAST(:lease_until AS timestamptz[]), CAST(:claim_token AS text[]),
+            CAST(:created_at AS timestamptz[]))
+    AS d(id, transition_id, endpoint_id, journey_id, contact, payload, secret_env, secret_file,
+         headers, next_attempt_at, lease_until, claim_token, created_at)
+LEFT JOIN disabled x ON x.id = d.endpoint_id
+ON CONFLICT (id) DO NOTHING
+RETURNING id, claim_token IS NOT NULL AS leased
+""")
+_ARRAYS = ("id", "transition_id", "endpoint_id", "journey_id", "contact", "payload",
+           "secret_env", "secret_file", "headers", "next_attempt_at", "lease_until",
+           "claim_token", "created_at")
+
+
+async def _insert_postgres(conn: AsyncConnection, rows: Sequence[Mapping[str, Any]],
+                           urls: Mapping[str, str]) -> dict[str, bool]:
+    """Insert the rows whose id is new; returns their ids, and whether each was leased."""
+    columns: dict[str, list[Any]] = {name: [row[name] for row in rows] for name in _ARRAYS}
+    columns["headers"] = [json.dumps(h) for h in columns["headers"]]
+    endpoint_ids = sorted(urls)
+    found = await conn.execute(_INSERT_DELIVERIES, {
+        **columns, "endpoint_ids": endpoint_ids, "urls": [urls[e] for e in endpoint_ids],
+    })
+    return {row.id: row.leased for row in found}
+
+
+async def _insert_portable(conn: AsyncConnection, rows: Sequence[dict[str, Any]],
+                           urls: Mapping[str, str]) -> dict[str, bool]:
+    """_insert_postgres in steps (SQLite)."""
+    await conn.execute(
+        insert(conn, endpoints).on_conflict_do_nothing(index_elements=["id"]),
+        [{"id": eid, "url": url} for eid, url in sorted(urls.items())],
+    )
+    disabled = {
+        row.id: row.disabled_reason
+        for row in await conn.execute(
+            sa.select(endpoints.c.id, endpoints.c.disabled_reason).where(
+                endpoints.c.id.in_(list(urls)), endpoints.c.disabled_at.is_not(None)
+            )
         )
-        for i in range(0, len(rows), _INSERT_CHUNK):
-            result = await conn.execute(statement, rows[i:i + _INSERT_CHUNK])
-            created.update(result.scalars())
-    return [p for p in planned if p.id in created]
+    }
+    for row in rows:
+        if row["endpoint_id"] in disabled:
+            row.update(status=FAILED, lease_until=None, claim_token=None,
+                       last_error=f"endpoint disabled: {disabled[row['endpoint_id']] or ''}",
+                       failed_at=row["created_at"])
+    statement = (
+        insert(conn, deliveries).on_conflict_do_nothing(index_elements=["id"])
+        .returning(deliveries.c.id)
+    )
+    leased = {row["id"]: row["claim_token"] is not None for row in rows}
+    created: dict[str, bool] = {}
+    for i in range(0, len(rows), _INSERT_CHUNK):
+        result = await conn.execute(statement, rows[i:i + _INSERT_CHUNK])
+        created.update((new, leased[new]) for new in result.scalars())
+    return created
 
 
 def _delivery_row(p: PlannedDelivery, now: datetime, first_attempt_at: datetime,
-                  disabled: Mapping[str, str | None]) -> dict[str, Any]:
-    off = p.endpoint_id in disabled
+                  claim: Claim | None) -> dict[str, Any]:
     return {
         "id": p.id,
         "transition_id": p.transition_id,
@@ -163,13 +278,27 @@ def _delivery_row(p: PlannedDelivery, now: datetime, first_attempt_at: datetime,
         "secret_env": p.secret_env,
         "secret_file": p.secret_file,
         "headers": dict(p.headers),
-        "status": FAILED if off else PENDING,
+        "status": PENDING,
         "attempts": 0,
         "next_attempt_at": first_attempt_at,
-        "last_error": f"endpoint disabled: {disabled[p.endpoint_id]}" if off else None,
+        "lease_until": claim.lease_until if claim else None,
+        "claim_token": claim.token if claim else None,
+        "last_error": None,
         "created_at": now,
-        "failed_at": now if off else None,
+        "failed_at": None,
     }
+
+
+def _claimed(p: PlannedDelivery, row: Mapping[str, Any]) -> Delivery:
+    """The delivery as a claim would have read it back."""
+    return Delivery(
+        id=p.id, transition_id=p.transition_id, endpoint_id=p.endpoint_id, url=p.url,
+        journey_id=p.journey_id, contact=p.contact, payload=p.payload,
+        secret_env=p.secret_env, secret_file=p.secret_file, headers=row["headers"],
+        status=PENDING, attempts=0, next_attempt_at=row["next_attempt_at"],
+        claim_token=row["claim_token"], last_status=None, last_error=None,
+        last_attempt_at=None, created_at=row["created_at"], delivered_at=None, failed_at=None,
+    )
 
 
 _CLAIM = sa.text("""
@@ -287,14 +416,41 @@ _RELEASE = (
 )
 
 
+# record_results on PostgreSQL when no endpoint answered 410: one statement for the batch.
+_RECORD_BATCH = sa.text("""
+UPDATE webhook_deliveries w SET
+    status = r.status, attempts = w.attempts + 1,
+    next_attempt_at = coalesce(r.next_at, w.next_attempt_at),
+    lease_until = NULL, claim_token = NULL,
+    last_status = r.http_status, last_error = r.error, last_attempt_at = r.at,
+    delivered_at = r.delivered_at, failed_at = r.failed_at
+FROM unnest(CAST(:ids AS text[]), CAST(:tokens AS text[]), CAST(:statuses AS text[]),
+            CAST(:next_at AS timestamptz[]), CAST(:http_status AS int[]),
+            CAST(:errors AS text[]), CAST(:at AS timestamptz[]),
+            CAST(:delivered_at AS timestamptz[]), CAST(:failed_at AS timestamptz[]))
+    AS r(id, token, status, next_at, http_status, error, at, delivered_at, failed_at)
+WHERE w.id = r.id AND w.claim_token = r.token
+""")
+
+
 async def record_results(
     engine: AsyncEngine, results: Sequence[AttemptResult], released: Sequence[tuple[str, str]]
 ) -> int:
-    """Write attempt results and give back leases never used (id, token), in one transaction.
+    """Write attempt results and give back leases never used (id, token).
 
     Returns how many waiting deliveries became dead letters because their endpoint answered
-    410 Gone (besides the ones in `results`).
+    410 Gone (besides the ones in `results`). A 410 disables its endpoint in the same
+    transaction as the results; otherwise each row's update stands alone (on PostgreSQL one
+    statement writes all the results, without a transaction around it).
     """
+    if engine.dialect.name == "postgresql" and not any(r.gone for r in results):
+        async with engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            if results:
+                await conn.execute(_RECORD_BATCH, _batch_params(results))
+            if released:
+                await conn.execute(_RELEASE, [{"b_id": i, "b_token": t} for i, t in released])
+        return 0
     swept = 0
     async with engine.begin() as conn:
         if results:
@@ -306,6 +462,20 @@ async def record_results(
                 swept += await _disable(conn, result.endpoint_id, result.attempted_at,
                                         "answered 410 Gone")
     return swept
+
+
+def _batch_params(results: Sequence[AttemptResult]) -> dict[str, list[Any]]:
+    return {
+        "ids": [r.delivery_id for r in results],
+        "tokens": [r.claim_token for r in results],
+        "statuses": [r.status for r in results],
+        "next_at": [r.next_attempt_at for r in results],
+        "http_status": [r.http_status for r in results],
+        "errors": [r.error for r in results],
+        "at": [r.attempted_at for r in results],
+        "delivered_at": [r.attempted_at if r.status == DELIVERED else None for r in results],
+        "failed_at": [r.attempted_at if r.status == FAILED else None for r in results],
+    }
 
 
 def _result_params(r: AttemptResult) -> dict[str, Any]:

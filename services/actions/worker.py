@@ -65,7 +65,7 @@ def start_actions(
                      settings.shutdown_grace_s + DISPATCHER_STOP_MARGIN_S)
     transitions = TransitionConsumer(
         consumer, writer, engine, settings, topics, {j.id: j for j in journeys}, clock,
-        on_created=dispatcher.wake, first_delay=dispatcher.schedule.first_delay,
+        dispatcher=dispatcher,
     )
     start_background(stack, "actions-consumer", transitions.run(), transitions.stop,
                      CONSUMER_STOP_TIMEOUT_S)

@@ -102,6 +102,51 @@ async def test_a_crashed_workers_lease_runs_out_and_its_late_result_is_ignored(
     assert (row.status, row.attempts, row.last_status) == ("delivered", 1, 200)
 
 
+async def test_deliveries_created_under_a_claim_are_leased_up_to_each_endpoints_room(
+    engine: AsyncEngine,
+) -> None:
+    busy, quiet = "https://busy.example/hook", "https://quiet.example/hook"
+    lease = store.Claim("token-1", NOW + timedelta(seconds=60),
+                        {endpoint_id(busy): 2, endpoint_id(quiet): 0})
+    batch = planned(busy, 5) + planned(quiet, 3)
+    created = await store.create_and_claim(engine, batch, NOW, claim=lease)
+    assert len(created.deliveries) == 8
+    assert [d.id for d in created.claimed] == [p.id for p in batch[:2]]
+    assert all(d.claim_token == "token-1" and d.url == busy for d in created.claimed)
+    # The leased ones are nobody else's until the lease runs out; the rest are claimable.
+    _, others = await claim(engine, now=NOW + timedelta(seconds=59))
+    assert sorted(d.id for d in others) == sorted(p.id for p in batch[2:])
+    _, expired = await claim(engine, now=NOW + timedelta(seconds=61))
+    assert sorted(d.id for d in expired) == sorted(p.id for p in batch[:2])
+
+
+async def test_a_result_under_the_creations_claim_is_written(engine: AsyncEngine) -> None:
+    lease = store.Claim("token-2", NOW + timedelta(seconds=60),
+                        {endpoint_id("https://a.example/hook"): 1})
+    created = await store.create_and_claim(engine, planned("https://a.example/hook", 1), NOW,
+                                           claim=lease)
+    delivery, = created.claimed
+    await store.record_results(engine, [AttemptResult(
+        delivery.id, "token-2", delivery.endpoint_id, store.DELIVERED, NOW, http_status=204,
+    )], [])
+    row = await store.get_delivery(engine, delivery.id)
+    assert (row.status, row.attempts, row.claim_token) == ("delivered", 1, None)
+
+
+async def test_what_exists_already_or_waits_for_its_first_delay_is_not_leased(
+    engine: AsyncEngine,
+) -> None:
+    url = "https://a.example/hook"
+    lease = store.Claim("token-3", NOW + timedelta(seconds=60), {endpoint_id(url): 10})
+    earlier = planned(url, 2)
+    await store.create_deliveries(engine, earlier, NOW)
+    again = await store.create_and_claim(engine, earlier + earlier, NOW, claim=lease)
+    assert again.deliveries == [] and again.claimed == []  # a redelivered transition
+    later = await store.create_and_claim(engine, planned(url, 2), NOW, first_delay_s=5,
+                                         claim=lease)
+    assert len(later.deliveries) == 2 and later.claimed == []
+
+
 async def test_finished_deliveries_are_purged_after_the_retention(engine: AsyncEngine) -> None:
     old, recent = planned("https://a.example/hook", 2), planned("https://a.example/hook", 1)
     await store.create_deliveries(engine, old, NOW - timedelta(days=40))
