@@ -3,8 +3,10 @@
 `polku dev` runs ingest, the stager and the actions worker in one process with no broker. They
 still talk through a log, with the same contracts as Kafka's, so the code above it is shared:
 
-- an append returns once its transaction has committed (WAL, synchronous=FULL): the records are
-  on disk, which is what ingest's 2xx promises;
+- an append returns once a transaction holding its records has committed (WAL,
+  synchronous=FULL): the records are on disk, which is what ingest's 2xx promises. Appends
+  that arrive while one is being written are written together by the next transaction (group
+  commit): one commit, one fsync, one turn of the connection for all of them;
 - offsets per partition are dense and committed in order, so a consumer that has read offset N
   has seen everything before it;
 - records keyed alike land on the same partition (murmur2 of the key, as Kafka's producers);
@@ -12,6 +14,9 @@ still talk through a log, with the same contracts as Kafka's, so the code above 
 
 One process owns the file (the `polku dev` lock), and every statement goes through the engine's
 single connection (shared.db.engine.sqlite_engine), so appends need no cross-process locking.
+Appends and reads go to that connection's driver directly (`sqlite_driver`): each statement is
+one hop to the driver's thread, and the rows are bound by sqlite3 in C rather than processed
+column by column by SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -22,14 +27,26 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
+import orjson
 import sqlalchemy as sa
 from aiokafka import TopicPartition
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.db.dialect import insert
+from shared.db.engine import sqlite_driver
 from shared.db.tables import consumer_offsets, log_records
 from shared.streams import OutRecord
 from shared.wire import partition_for_key
+
+# (topic, partition, key, value, headers as JSON text) of a record to append
+_Row = tuple[str, int, bytes | None, bytes | None, str | None]
+# An append waiting for its transaction: its rows, and the future its caller waits on.
+_Append = tuple[list[_Row], asyncio.Future[None]]
+
+_APPEND = ('insert into log_records (topic, partition, "offset", key, value, headers) '
+           "values (?, ?, ?, ?, ?, ?)")
+_READ = ('select "offset", key, value, headers from log_records '
+         'where topic = ? and partition = ? and "offset" >= ? order by "offset" limit ?')
 
 
 class LogRecord(NamedTuple):
@@ -52,7 +69,8 @@ class EmbeddedLog:
         self.engine = engine
         self.partitions = partitions
         self._ends: dict[tuple[str, int], int] = {}  # next offset of each (topic, partition)
-        self._append_lock = asyncio.Lock()
+        self._waiting: list[_Append] = []  # appends for the next transaction, in call order
+        self._appending: asyncio.Task[None] | None = None  # writes them while there are any
         self._appended = asyncio.Event()  # replaced after each append; consumers wait on it
 
     def partition_of(self, key: bytes | None) -> int:
@@ -90,44 +108,83 @@ class EmbeddedLog:
         return end
 
     async def write(self, records: Sequence[OutRecord]) -> None:
-        """Append `records` in one transaction; returns once it has committed."""
+        """Append `records`; returns once the transaction holding them has committed.
+
+        They join the appends waiting for the next transaction, in call order, which is the
+        order their offsets are handed out in. A failed transaction fails every append in it.
+        """
         if not records:
             return
-        async with self._append_lock:  # offsets are handed out and committed in order
-            ends: dict[tuple[str, int], int] = {}
-            rows: list[dict[str, Any]] = []
-            for record in records:
-                where = (record.topic, self.partition_of(record.key))
-                if where not in ends:
-                    ends[where] = await self.end_offset(*where)
-                rows.append({"topic": where[0], "partition": where[1], "offset": ends[where],
-                             "key": record.key, "value": record.value,
-                             "headers": dict(record.headers) if record.headers else None})
-                ends[where] += 1
-            try:
-                async with self.engine.begin() as conn:
-                    await conn.execute(sa.insert(log_records), rows)
-            except BaseException:
-                # Whether or not it reached the disk, read the ends again before the next one.
-                for where in ends:
-                    self._ends.pop(where, None)
-                raise
-            self._ends.update(ends)  # only once committed: a failed append leaves no gap
+        rows = [(r.topic, self.partition_of(r.key), r.key, r.value,
+                 orjson.dumps(dict(r.headers)).decode() if r.headers else None)
+                for r in records]
+        committed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((rows, committed))
+        if self._appending is None:
+            self._appending = asyncio.create_task(self._append_waiting(),
+                                                  name="embedded-log-appends")
+        await committed
+
+    async def _append_waiting(self) -> None:
+        """Write the waiting appends, a transaction at a time, until none is left. While one
+        transaction waits for the connection and the disk, the next group gathers."""
+        group: list[_Append] = []
+        try:
+            while self._waiting:
+                # An append whose caller stopped waiting before it was taken is not written.
+                group = [append for append in self._waiting if not append[1].done()]
+                self._waiting = []
+                if not group:
+                    continue
+                try:
+                    await self._append([row for rows, _ in group for row in rows])
+                except Exception as exc:
+                    for _, committed in group:
+                        if not committed.done():
+                            committed.set_exception(exc)
+                else:
+                    for _, committed in group:
+                        if not committed.done():
+                            committed.set_result(None)
+                group = []
+        except BaseException:  # cancelled (the loop is closing): nothing more is written
+            for _, committed in group + self._waiting:
+                committed.cancel()
+            self._waiting = []
+            raise
+        finally:
+            self._appending = None
+
+    async def _append(self, rows: list[_Row]) -> None:
+        """Append `rows` in one transaction, at the next offsets of their partitions."""
+        ends: dict[tuple[str, int], int] = {}
+        numbered = []
+        for topic, partition, key, value, headers in rows:
+            where = (topic, partition)
+            offset = ends.get(where)
+            if offset is None:
+                offset = await self.end_offset(topic, partition)
+            ends[where] = offset + 1
+            numbered.append((topic, partition, offset, key, value, headers))
+        try:
+            async with self.engine.begin() as conn:
+                await (await sqlite_driver(conn)).executemany(_APPEND, numbered)
+        except BaseException:
+            # Whether or not it reached the disk, read the ends again before the next one.
+            for where in ends:
+                self._ends.pop(where, None)
+            raise
+        self._ends.update(ends)  # only once committed: a failed append leaves no gap
         self._appended.set()
         self._appended = asyncio.Event()
 
     async def read(self, topic: str, partition: int, offset: int, limit: int
                    ) -> list[LogRecord]:
         async with self.engine.connect() as conn:
-            rows = await conn.execute(
-                sa.select(log_records.c.offset, log_records.c.key, log_records.c.value,
-                          log_records.c.headers)
-                .where(log_records.c.topic == topic, log_records.c.partition == partition,
-                       log_records.c.offset >= offset)
-                .order_by(log_records.c.offset)
-                .limit(limit)
-            )
-            return [LogRecord(topic, partition, int(o), k, v, h) for o, k, v, h in rows]
+            rows = await (await sqlite_driver(conn)).fetchall(
+                _READ, (topic, partition, offset, limit))
+        return [LogRecord(topic, partition, o, k, v, None if h is None else orjson.loads(h))
+                for o, k, v, h in rows]
 
     async def prune(self, older_than: datetime) -> int:
         """Delete records appended before `older_than` that every consumer group is past.

@@ -8,17 +8,19 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from services.stager.offsets import stored_offsets
 from services.stager.processing import Record
 from services.stager.storage import PortableStorage, PostgresStorage, storage_for
+from services.stager.storage.portable import utc_text
 from services.stager.store import (
     Partition,
     apply_batch,
@@ -28,7 +30,7 @@ from services.stager.store import (
 from shared.db.engine import sqlite_engine
 from shared.db.migrate import upgrade
 from shared.db.read_model import read_contact
-from shared.db.tables import contact_states, processed_messages, transitions
+from shared.db.tables import Timestamp, contact_states, processed_messages, transitions
 from shared.journey import load_journeys
 from shared.wire import Topics
 from tests.messages import touchpoint
@@ -203,3 +205,43 @@ async def test_what_a_batch_stores_reads_back_through_the_contact_read_model(
     ]
     assert [t for t, _ in result.changes.transitions] == list(seen.history)
     assert await read_contact(engine, "nobody") == []
+
+
+@pytest.mark.parametrize("at", [
+    T0,
+    T0 + timedelta(microseconds=1),
+    datetime(2026, 10, 1, 23, 59, 59, 999_999, tzinfo=timezone(timedelta(hours=-2))),
+    datetime(1, 1, 1, tzinfo=UTC),
+    datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+])
+def test_the_sqlite_backend_writes_a_time_as_sqlalchemy_writes_a_timestamp_column(
+    at: datetime,
+) -> None:
+    # The text is what timer sweeps compare and SQLAlchemy parses back: it must be the same.
+    dialect = sqlite.dialect()
+    assert utc_text(at) == Timestamp.dialect_impl(dialect).bind_processor(dialect)(at)  # type: ignore[misc]
+    assert utc_text(None) is None
+    with pytest.raises(ValueError):
+        utc_text(datetime(2026, 10, 1))
+
+
+async def test_rows_the_sqlite_backend_writes_read_back_through_sqlalchemy_unchanged(
+    engine: AsyncEngine,
+) -> None:
+    at = T0 + timedelta(milliseconds=123)
+    order = touchpoint("heidi", at, event="Order Completed", message_id="m-1")
+    records = batch(0, order)
+    result = await apply_batch(engine, WHERE, records, TRIAL, TOPICS)
+    [(transition, _)] = result.changes.transitions
+    step = result.changes.states[("trial", "heidi")]
+    assert step.state is not None and step.next_deadline is not None
+    async with engine.connect() as conn:
+        stored = (await conn.execute(sa.select(contact_states))).one()
+        moved = (await conn.execute(sa.select(transitions))).one()
+        journaled = (await conn.execute(sa.select(processed_messages))).one()
+    assert (stored.stage, stored.stage_entered_at, stored.journey_entered_at,
+            stored.timer_due_at) == ("customer", at, at, step.next_deadline)
+    assert (moved.transition_id, moved.at, moved.contact_entered_at, moved.seq) == (
+        transition.transition_id, at, at, 1)
+    assert (journaled.contact, journaled.at, journaled.identified, journaled.message) == (
+        "heidi", at, True, records[0].value)
