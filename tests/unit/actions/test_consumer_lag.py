@@ -13,7 +13,10 @@ from pathlib import Path
 from prometheus_client import REGISTRY
 
 from services.actions.consumer import TransitionConsumer
+from services.actions.dispatcher import Dispatcher
+from services.actions.egress import EgressPolicy, guarded_transport
 from services.actions.settings import ActionsSettings
+from services.actions.signing import SigningSecrets
 from shared.clock import ManualClock
 from shared.db.engine import make_engine
 from shared.db.migrate import upgrade
@@ -44,9 +47,11 @@ async def test_a_late_transition_read_last_does_not_make_the_partition_look_stal
                      at("lag-late", NOW - timedelta(hours=3)),
                      at("lag-next", NOW)])
     settings = ActionsSettings(max_batch=2, poll_timeout_ms=50)
+    # Not run: no journey, so the worker has no delivery to hand it.
+    dispatcher = Dispatcher(engine, settings, guarded_transport(EgressPolicy()), ManualClock(NOW),
+                            secrets=SigningSecrets({}))
     worker = TransitionConsumer(log.consumer(settings.group_id), log, engine, settings,
-                                topics.topics, {}, ManualClock(NOW), on_created=lambda: None,
-                                first_delay=lambda: 0.0)
+                                topics.topics, {}, ManualClock(NOW), dispatcher=dispatcher)
     worker.consumer.subscribe([topics.transitions_topic])
     await worker.consumer.start()
     try:
