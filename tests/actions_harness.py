@@ -156,6 +156,28 @@ actions:
     return directory
 
 
+def write_quiet_journey(directory: Path, receiver: Receiver) -> Path:
+    """A second journey with a timer: a trial that goes quiet for two seconds is at risk, which
+    posts to `receiver`'s /hooks/at-risk."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "quiet.yaml").write_text(f"""
+id: quiet
+version: 1
+labels: {{fi: Hiljaiset, en: Quiet ones}}
+entry: {{event: Signed Up}}
+stages:
+  - {{id: trial, labels: {{fi: Kokeilu, en: Trial}}}}
+  - {{id: at-risk, labels: {{fi: Riskissä, en: At risk}}}}
+rules:
+  - {{id: went-quiet, from: [trial], to: at-risk, when: {{inactive_for: 2s}}}}
+actions:
+  - on: {{stage_entered: at-risk}}
+    webhooks:
+      - {{url: "{receiver.url('/hooks/at-risk')}", secret_env: {SECRET_ENV}}}
+""")
+    return directory
+
+
 STAGES = {
     "learning": {"fi": "Oppiminen", "en": "Learning"},
     "prioritization": {"fi": "Priorisointi", "en": "Prioritization"},

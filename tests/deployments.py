@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,3 +129,14 @@ async def post_until_acknowledged(http: httpx.AsyncClient, batch: list[dict[str,
         assert answer is None or answer.status_code == 503, answer.text
         await asyncio.sleep(0.25)
     raise AssertionError("a batch was never acknowledged")
+
+
+@asynccontextmanager
+async def running(deployment: Deployment) -> AsyncIterator[Deployment]:
+    """`deployment` started, with the write key events are sent with; killed on the way out."""
+    deployment.start()
+    try:
+        deployment.write_key = await issue_write_key(deployment)
+        yield deployment
+    finally:
+        deployment.kill()

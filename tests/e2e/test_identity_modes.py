@@ -25,7 +25,7 @@ from shared.journey import ContactState, Touchpoint, in_event_order, load_journe
 from shared.settings import DatabaseSettings, KafkaSettings
 from shared.wire import decode_touchpoint, partition_for_key
 from tests.actions_harness import SECRET_ENV, Receiver, eventually, write_journey
-from tests.deployments import Deployment, deploy, issue_write_key
+from tests.deployments import Deployment, deploy, running
 from tests.messages import iso
 
 PARTITIONS = 3  # in both modes (tests/conftest.py gives the distributed topics three)
@@ -70,12 +70,8 @@ async def polku(mode: str, journeys: Path, tmp_path: Path, topic_names: KafkaSet
                 database_for: DatabaseSettings | None) -> AsyncIterator[Deployment]:
     deployment = deploy(mode, journeys, tmp_path, topic_names, database_for,
                         POLKU_DEV_PARTITIONS=str(PARTITIONS))
-    deployment.start()
-    try:
-        deployment.write_key = await issue_write_key(deployment)
+    async with running(deployment):
         yield deployment
-    finally:
-        deployment.kill()
 
 
 def two_ids() -> tuple[str, str]:

@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaProducer
 
 from shared.settings import DatabaseSettings, KafkaSettings
 from tests.actions_harness import Receiver, Reply, eventually, read_dead_letters, write_journey
-from tests.deployments import Deployment, deploy, issue_write_key
+from tests.deployments import Deployment, deploy, running
 
 REQUIRED = ("time", "level", "service", "logger", "message")
 JSON_LOGS = {"POLKU_LOG_FORMAT": "json", "POLKU_LOG_LEVEL": "info",
@@ -43,12 +43,8 @@ async def polku(mode: str, tmp_path: Path, receiver: Receiver, topic_names: Kafk
     receiver.on("/hooks/crm", lambda _: Reply(500))  # dead-lettered after its one attempt
     journeys = write_journey(tmp_path / "journeys", receiver)
     deployment = deploy(mode, journeys, tmp_path, topic_names, database_for, **JSON_LOGS)
-    deployment.start()
-    try:
-        deployment.write_key = await issue_write_key(deployment)
+    async with running(deployment):
         yield deployment
-    finally:
-        deployment.kill()
 
 
 def events(canary: str) -> list[dict[str, Any]]:

@@ -16,29 +16,21 @@ import httpx
 import pytest
 
 from shared.settings import DatabaseSettings, KafkaSettings
-from tests.actions_harness import SECRET_ENV, Receiver, Reply, eventually, write_journey
-from tests.deployments import Deployment, deploy, issue_write_key
+from tests.actions_harness import (
+    Receiver,
+    Reply,
+    eventually,
+    write_journey,
+    write_quiet_journey,
+)
+from tests.deployments import Deployment, deploy, running
 
 
 @pytest.fixture
 def journeys(tmp_path: Path, receiver: Receiver) -> Path:
     directory = write_journey(tmp_path / "journeys", receiver)
     # A second journey with a timer: a trial that goes quiet for two seconds is at risk.
-    (directory / "quiet.yaml").write_text(f"""
-id: quiet
-version: 1
-labels: {{fi: Hiljaiset, en: Quiet ones}}
-entry: {{event: Signed Up}}
-stages:
-  - {{id: trial, labels: {{fi: Kokeilu, en: Trial}}}}
-  - {{id: at-risk, labels: {{fi: Riskissä, en: At risk}}}}
-rules:
-  - {{id: went-quiet, from: [trial], to: at-risk, when: {{inactive_for: 2s}}}}
-actions:
-  - on: {{stage_entered: at-risk}}
-    webhooks:
-      - {{url: "{receiver.url('/hooks/at-risk')}", secret_env: {SECRET_ENV}}}
-""")
+    write_quiet_journey(directory, receiver)
     return directory
 
 
@@ -47,12 +39,8 @@ async def polku(mode: str, journeys: Path, tmp_path: Path, topic_names: KafkaSet
                 database_for: DatabaseSettings | None) -> AsyncIterator[Deployment]:
     deployment = deploy(mode, journeys, tmp_path, topic_names, database_for,
                         POLKU_ACTIONS_RETRY_SCHEDULE_S="0,0.2,0.2")
-    deployment.start()
-    try:
-        deployment.write_key = await issue_write_key(deployment)
+    async with running(deployment):
         yield deployment
-    finally:
-        deployment.kill()
 
 
 def demo_request(contact: str, message_id: str | None = None) -> dict[str, Any]:

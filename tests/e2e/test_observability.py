@@ -29,7 +29,14 @@ from aiokafka import AIOKafkaProducer
 
 from services.actions.deliveries import endpoint_id
 from shared.settings import DatabaseSettings, KafkaSettings
-from tests.actions_harness import SECRET_ENV, Receiver, Reply, eventually, write_journey
+from tests.actions_harness import (
+    SECRET_ENV,
+    Receiver,
+    Reply,
+    eventually,
+    write_journey,
+    write_quiet_journey,
+)
 from tests.conftest import _fresh_database
 from tests.deployments import Deployment, deploy, issue_write_key
 from tests.prometheus import DEPLOY, promtool, query, running_prometheus
@@ -55,21 +62,7 @@ def journeys(directory: Path, receiver: Receiver) -> Path:
       - {{url: "{receiver.url('/hooks/gone')}", secret_env: {SECRET_ENV}}}
 """
     write_journey(directory, receiver, extra_actions=extra)
-    (directory / "quiet.yaml").write_text(f"""
-id: quiet
-version: 1
-labels: {{fi: Hiljaiset, en: Quiet ones}}
-entry: {{event: Signed Up}}
-stages:
-  - {{id: trial, labels: {{fi: Kokeilu, en: Trial}}}}
-  - {{id: at-risk, labels: {{fi: Riskissä, en: At risk}}}}
-rules:
-  - {{id: went-quiet, from: [trial], to: at-risk, when: {{inactive_for: 2s}}}}
-actions:
-  - on: {{stage_entered: at-risk}}
-    webhooks:
-      - {{url: "{receiver.url('/hooks/at-risk')}", secret_env: {SECRET_ENV}}}
-""")
+    write_quiet_journey(directory, receiver)
     return directory
 
 

@@ -30,7 +30,7 @@ from shared.db.tables import contact_links, webhook_deliveries
 from shared.kafka import durable_producer
 from shared.settings import DatabaseSettings, KafkaSettings
 from tests.actions_harness import Receiver, Reply, eventually, write_journey
-from tests.deployments import Deployment, deploy, issue_write_key
+from tests.deployments import Deployment, deploy, running
 from tests.ingest_app import published
 from tests.messages import produce, touchpoint
 
@@ -54,12 +54,8 @@ async def polku(mode: str, tmp_path: Path, receiver: Receiver, topic_names: Kafk
     deployment = deploy(mode, journeys, tmp_path, topic_names, database_for,
                         POLKU_ACTIONS_RETRY_SCHEDULE_S="0,3600",
                         POLKU_INGEST_SUPPRESSION_REFRESH_S="0.3")
-    deployment.start()
-    try:
-        deployment.write_key = await issue_write_key(deployment)
+    async with running(deployment):
         yield deployment
-    finally:
-        deployment.kill()
 
 
 class Person:

@@ -17,6 +17,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 MessageKey = tuple[str, str]  # (contact, messageId), the unit of dedupe
 
+# How both backends' state upserts end: a stored state is replaced whole (all but its key).
+REPLACE_STATE = """
+    on conflict (journey_id, contact) do update set
+        journey_version = excluded.journey_version, stage = excluded.stage,
+        stage_entered_at = excluded.stage_entered_at, state = excluded.state,
+        timer_due_at = excluded.timer_due_at, journey_entered_at = excluded.journey_entered_at,
+        first_channel = excluded.first_channel, reached = excluded.reached,
+        in_order = excluded.in_order, partition = excluded.partition,
+        updated_at = excluded.updated_at
+"""
+
 
 class JournalEntry(NamedTuple):
     """One touchpoint for the journal (`processed_messages`): its key, and what a merge needs."""

@@ -21,7 +21,12 @@ from typing import Any
 import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.stager.storage.base import JournalEntry, MessageKey, StagerStorage
+from services.stager.storage.base import (
+    REPLACE_STATE,
+    JournalEntry,
+    MessageKey,
+    StagerStorage,
+)
 from shared.db.engine import sqlite_driver
 
 _JOURNALED = """
@@ -41,14 +46,7 @@ _UPSERT_STATES = """
                                 state, timer_due_at, journey_entered_at, first_channel, reached,
                                 in_order, partition, updated_at)
     values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, current_timestamp)
-    on conflict (journey_id, contact) do update set
-        journey_version = excluded.journey_version, stage = excluded.stage,
-        stage_entered_at = excluded.stage_entered_at, state = excluded.state,
-        timer_due_at = excluded.timer_due_at, journey_entered_at = excluded.journey_entered_at,
-        first_channel = excluded.first_channel, reached = excluded.reached,
-        in_order = excluded.in_order, partition = excluded.partition,
-        updated_at = excluded.updated_at
-"""
+""" + REPLACE_STATE
 _INSERT_TRANSITIONS = """
     insert into transitions (transition_id, journey_id, journey_version, contact, from_stage,
                              to_stage, at, cause, rule_id, reason, seq, from_seconds,

@@ -16,7 +16,12 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.stager.storage.base import JournalEntry, MessageKey, StagerStorage
+from services.stager.storage.base import (
+    REPLACE_STATE,
+    JournalEntry,
+    MessageKey,
+    StagerStorage,
+)
 
 _CLAIM = sa.text("""
     insert into processed_messages (contact, message_id, at, identified, message)
@@ -47,14 +52,7 @@ _UPSERT_STATES = sa.text("""
               stage_entered_at timestamptz, state jsonb, timer_due_at timestamptz,
               journey_entered_at timestamptz, first_channel text, reached bigint,
               in_order smallint)
-    on conflict (journey_id, contact) do update set
-        journey_version = excluded.journey_version, stage = excluded.stage,
-        stage_entered_at = excluded.stage_entered_at, state = excluded.state,
-        timer_due_at = excluded.timer_due_at, journey_entered_at = excluded.journey_entered_at,
-        first_channel = excluded.first_channel, reached = excluded.reached,
-        in_order = excluded.in_order, partition = excluded.partition,
-        updated_at = excluded.updated_at
-""")
+""" + REPLACE_STATE)
 _INSERT_TRANSITIONS = sa.text("""
     insert into transitions (transition_id, journey_id, journey_version, contact, from_stage,
                              to_stage, at, cause, rule_id, reason, seq, from_seconds,
