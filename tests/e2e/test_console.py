@@ -21,7 +21,7 @@ from selenium.webdriver.support.ui import Select
 from shared.settings import DatabaseSettings, KafkaSettings
 from tests.actions_harness import eventually
 from tests.browser import Browser, chromium, missing
-from tests.deployments import Deployment, deploy, issue_write_key
+from tests.deployments import Deployment, deploy, running
 from tests.processes import ROOT
 
 ARTEFACTS = ROOT / ".polku" / "test-artefacts" / "console"
@@ -125,8 +125,8 @@ def snap(browser: Browser, name: str, docs: bool = False) -> None:
 def browser() -> Iterator[Browser]:
     if (why := missing()) is not None:
         pytest.fail(why)
-    with chromium() as running:
-        yield running
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture(scope="module")
@@ -134,12 +134,8 @@ async def embedded(tmp_path_factory: pytest.TempPathFactory
                    ) -> AsyncIterator[tuple[Deployment, dict[str, str]]]:
     tmp = tmp_path_factory.mktemp("console")
     polku = deploy("embedded", journeys_dir(tmp / "journeys"), tmp, None, None)
-    polku.start()
-    try:
-        polku.write_key = await issue_write_key(polku)
+    async with running(polku):
         yield polku, await tell_stories(polku, uuid.uuid4().hex[:6])
-    finally:
-        polku.kill()
 
 
 @pytest.fixture
@@ -382,12 +378,8 @@ async def guarded(tmp_path: Path) -> AsyncIterator[Deployment]:
                    POLKU_INGEST_READ_TOKEN=READ_TOKEN,
                    POLKU_INGEST_ADMIN_TOKEN="console-admin-" + "a" * 20,
                    POLKU_ACTIONS_ADMIN_TOKEN="console-actions-" + "d" * 20)
-    polku.start()
-    try:
-        polku.write_key = await issue_write_key(polku)
+    async with running(polku):
         yield polku
-    finally:
-        polku.kill()
 
 
 async def test_with_a_read_token_set_the_page_asks_for_it_and_keeps_it_for_the_tab_only(
@@ -438,12 +430,8 @@ async def distributed(tmp_path: Path, topic_names: KafkaSettings,
                       own_database: DatabaseSettings) -> AsyncIterator[Deployment]:
     polku = deploy("distributed", journeys_dir(tmp_path / "journeys"), tmp_path, topic_names,
                    own_database)
-    polku.start()
-    try:
-        polku.write_key = await issue_write_key(polku)
+    async with running(polku):
         yield polku
-    finally:
-        polku.kill()
 
 
 async def test_ingest_serves_the_same_console_in_the_distributed_mode(
